@@ -1,0 +1,51 @@
+import { randomBytes } from 'node:crypto'
+
+const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'
+
+/**
+ * Makes job ids: 26 characters, sortable by creation time (a ULID-like layout in lower-case
+ * Crockford base32). Time-ordered ids keep database indexes compact; the random part makes ids
+ * from many processes collide with negligible probability.
+ */
+export function createIdGenerator(): () => string {
+	let lastMs = -1
+	let random = new Uint8Array(10)
+	return function nextId(): string {
+		const ms = Date.now()
+		if (ms === lastMs) {
+			// Same millisecond: count up so ids stay ordered within this process.
+			for (let i = random.length - 1; i >= 0; i--) {
+				random[i] = (random[i]! + 1) & 0xff
+				if (random[i] !== 0) break
+			}
+		} else {
+			lastMs = ms
+			random = new Uint8Array(randomBytes(10))
+			random[0]! &= 0x7f // leave room to count up without wrapping
+		}
+		let out = ''
+		let t = ms
+		for (let i = 0; i < 10; i++) {
+			out = ALPHABET[t % 32]! + out
+			t = Math.floor(t / 32)
+		}
+		// 80 random bits as 16 base32 characters, 5 bits at a time.
+		let acc = 0
+		let bits = 0
+		for (const byte of random) {
+			acc = (acc << 8) | byte
+			bits += 8
+			while (bits >= 5) {
+				bits -= 5
+				out += ALPHABET[(acc >> bits) & 31]
+			}
+			acc &= (1 << bits) - 1
+		}
+		return out
+	}
+}
+
+/** A random token for a lease: unguessable, unique per claim. */
+export function createLeaseToken(): string {
+	return randomBytes(12).toString('base64url')
+}

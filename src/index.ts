@@ -1,0 +1,76 @@
+/**
+ * spool: a durable job queue and workflow engine for TypeScript on Node.js.
+ * This module re-exports the public API; each export is documented where it is defined.
+ */
+
+export type { JobContext } from './context.js'
+export { run, runOnce } from './durable/run.js'
+export {
+	CancelledError,
+	ConfigError,
+	FatalError,
+	JobFailedError,
+	JobNotFoundError,
+	LeaseLostError,
+	NonDeterminismError,
+	NonErrorThrownError,
+	QueueClosedError,
+	SerializationError,
+	SpoolError,
+	type SpoolErrorCode,
+	StepInterruptedError,
+	StorageCorruptError,
+	StorageForeignError,
+	StorageUnavailableError,
+	TimeoutError,
+	UnknownJobError,
+	ValidationError,
+	type ValidationIssue,
+} from './errors.js'
+export type { Emitter, Listener } from './events.js'
+export type { BackoffConfig, BackoffFunction, BackoffOption } from './flow/backoff.js'
+export {
+	createJob,
+	type JobDefinition,
+	type JobHandler,
+	type JobHooks,
+	type JobOptions,
+	type Retention,
+	type SettledResult,
+} from './job.js'
+export type { JsonValue } from './json.js'
+export { consoleLogger, type Logger, type LogLevel, silentLogger } from './logger.js'
+export {
+	type BoundJob,
+	type CancelOutcome,
+	type ClaimHandle,
+	createQueue,
+	type DeadLetters,
+	type EnqueueMap,
+	type EnqueueOptions,
+	type EntryInput,
+	type EntryName,
+	type EntryOutput,
+	type InputArgs,
+	type JobEventMeta,
+	type JobEvents,
+	type JobHandle,
+	type JobInfo,
+	type JobList,
+	type OutputMap,
+	type Queue,
+	type QueueEvents,
+	type QueueOptions,
+	type WorkerOptions,
+} from './queue.js'
+export type { StandardSchemaV1 } from './schema.js'
+export * from './storage/contract.js'
+export { type MemoryStorageOptions, memory } from './storage/memory.js'
+export {
+	type Clock,
+	type Duration,
+	type Frequency,
+	parseDuration,
+	parseFrequency,
+	systemClock,
+} from './time.js'

@@ -1,0 +1,186 @@
+/**
+ * createJob: a job definition is a name, schemas, options and a handler. It is plain data plus
+ * code; `createQueue` binds it to a storage and a worker.
+ */
+import type { JobContext } from './context.js'
+import { ConfigError } from './errors.js'
+import { type BackoffOption, type ResolvedBackoff, resolveBackoff } from './flow/backoff.js'
+import { isStandardSchema, type StandardSchemaV1 } from './schema.js'
+import { type Duration, parseDuration } from './time.js'
+
+/** How a run ended, as `onSettled` sees it. */
+export type SettledResult<Out> =
+	| { readonly output: Out }
+	| { readonly failure: Error }
+	| { readonly cancel: Error }
+
+/** Lifecycle hooks (seed 004). They run in the process that runs the job; a hook that throws is logged, never fails the job. */
+export interface JobHooks<In, Out> {
+	/** The job was enqueued (runs in the enqueuing process). */
+	readonly onTrigger?: (input: In) => void | Promise<void>
+	/** An attempt starts. */
+	readonly onStart?: (input: In) => void | Promise<void>
+	/** The job completed. */
+	readonly onSuccess?: (input: In, output: Out) => void | Promise<void>
+	/** The job failed for good (dead: no attempt left, or a fatal error). */
+	readonly onFailure?: (input: In, reason: Error) => void | Promise<void>
+	/** An attempt failed (it may be retried). */
+	readonly onError?: (input: In, reason: Error) => void | Promise<void>
+	/** The job was cancelled while this process ran it. */
+	readonly onCancel?: (input: In, reason: Error) => void | Promise<void>
+	/** The job completed, failed for good, or was cancelled. */
+	readonly onSettled?: (input: In, result: SettledResult<Out>) => void | Promise<void>
+}
+
+/** How long finished jobs are kept before pruning. `0` for completed deletes them at completion. */
+export interface Retention {
+	readonly completed?: Duration
+	readonly cancelled?: Duration
+	readonly dead?: Duration
+}
+
+/** The options of `createJob`, besides the schemas. */
+export interface JobOptions<Name extends string, In, Out> extends JobHooks<In, Out> {
+	/** The job's unique name: what is stored, and what `queue.enqueue(name, ...)` takes. */
+	readonly name: Name
+	/** Retries after the first attempt, or a function of the input. Default 3. */
+	readonly retry?: number | ((input: In) => number)
+	/** The wait between retries. Default: 1s doubling to at most 1h, ±20% jitter. */
+	readonly backoff?: BackoffOption<In>
+	/** The longest one attempt may run; past it `ctx.signal` aborts and the attempt fails. */
+	readonly timeout?: Duration
+	/** Lower runs first. Default 0; an enqueue option overrides it. */
+	readonly priority?: number
+	/** How long a claim holds the job without a heartbeat. Default 30s. */
+	readonly lease?: Duration
+	/** How long finished jobs of this name are kept. */
+	readonly retention?: Retention
+}
+
+/** A job handler: takes the input, returns the output. */
+export type JobHandler<In, Out> = (input: In, ctx: JobContext) => Out | Promise<Out>
+
+/** The resolved definition the runtime works with. Not part of the typed surface. */
+export interface RuntimeJob {
+	readonly name: string
+	readonly inputSchema: StandardSchemaV1 | undefined
+	readonly outputSchema: StandardSchemaV1 | undefined
+	readonly retries: (input: unknown) => number
+	readonly backoff: ResolvedBackoff<unknown>
+	readonly timeoutMs: number | undefined
+	readonly priority: number
+	readonly leaseMs: number | undefined
+	readonly retention: Retention | undefined
+	readonly hooks: JobHooks<unknown, unknown>
+	readonly handler: JobHandler<unknown, unknown>
+}
+
+/**
+ * A job definition. `Raw` is what enqueuing takes (the schema's input type), `In` what the
+ * handler receives (the schema's output type), `Out` what a run resolves with.
+ */
+export interface JobDefinition<Name extends string = string, Raw = unknown, In = unknown, Out = unknown> {
+	readonly kind: 'spool.job'
+	readonly name: Name
+	/** The runtime form; internal. */
+	readonly '~runtime': RuntimeJob
+	/** Carries the types only; never set at run time. */
+	readonly '~types'?: { readonly raw: Raw; readonly input: In; readonly output: Out }
+}
+
+type In<S> = StandardSchemaV1.InferInput<S & StandardSchemaV1>
+type Out<S> = StandardSchemaV1.InferOutput<S & StandardSchemaV1>
+
+/** Define a job with an input and an output schema. */
+export function createJob<const Name extends string, I extends StandardSchemaV1, O extends StandardSchemaV1>(
+	options: JobOptions<Name, Out<I>, Out<O>> & { readonly input: I; readonly output: O },
+	handler: JobHandler<Out<I>, In<O>>,
+): JobDefinition<Name, In<I>, Out<I>, Out<O>>
+/** Define a job with an input schema. */
+export function createJob<const Name extends string, I extends StandardSchemaV1, R>(
+	options: JobOptions<Name, Out<I>, Awaited<R>> & { readonly input: I; readonly output?: undefined },
+	handler: (input: Out<I>, ctx: JobContext) => R,
+): JobDefinition<Name, In<I>, Out<I>, Awaited<R>>
+/** Define a job with an output schema; its input type comes from the handler's parameter. */
+export function createJob<const Name extends string, O extends StandardSchemaV1, P = undefined>(
+	options: JobOptions<Name, P, Out<O>> & { readonly input?: undefined; readonly output: O },
+	handler: JobHandler<P, In<O>>,
+): JobDefinition<Name, P, P, Out<O>>
+/** Define a job; its input type comes from the handler's parameter (none: no input). */
+export function createJob<const Name extends string, R, P = undefined>(
+	options: JobOptions<Name, P, Awaited<R>> & { readonly input?: undefined; readonly output?: undefined },
+	handler: (input: P, ctx: JobContext) => R,
+): JobDefinition<Name, P, P, Awaited<R>>
+export function createJob(
+	options: JobOptions<string, unknown, unknown> & { readonly input?: unknown; readonly output?: unknown },
+	handler: JobHandler<unknown, unknown>,
+): JobDefinition {
+	return { kind: 'spool.job', name: options.name, '~runtime': resolveJob(options, handler) }
+}
+
+/** Checks options once, at definition time, so a bad option never surfaces while a job runs. */
+export function resolveJob(
+	options: JobOptions<string, unknown, unknown> & { readonly input?: unknown; readonly output?: unknown },
+	handler: JobHandler<unknown, unknown>,
+): RuntimeJob {
+	const name = options.name
+	if (typeof name !== 'string' || name.length === 0 || name.length > 200) {
+		throw new ConfigError(`A job needs a name of 1 to 200 characters, got ${JSON.stringify(name)}.`)
+	}
+	const what = `Job '${name}'`
+	if (typeof handler !== 'function') throw new ConfigError(`${what}: the handler must be a function.`)
+	if (options.input !== undefined && !isStandardSchema(options.input)) {
+		throw new ConfigError(`${what}: 'input' must be a standard schema (zod, valibot, arktype...).`)
+	}
+	if (options.output !== undefined && !isStandardSchema(options.output)) {
+		throw new ConfigError(`${what}: 'output' must be a standard schema (zod, valibot, arktype...).`)
+	}
+	const retry = options.retry ?? 3
+	if (typeof retry === 'number' && !(Number.isInteger(retry) && retry >= 0)) {
+		throw new ConfigError(`${what}: 'retry' must be a whole number >= 0, got ${retry}.`)
+	}
+	const backoff = resolveBackoff(options.backoff, what)
+	const cap = backoff.maxRetries
+	const retries = (input: unknown): number => {
+		const n = typeof retry === 'function' ? retry(input) : retry
+		if (!(Number.isInteger(n) && n >= 0)) {
+			throw new ConfigError(`${what}: retry(input) must return a whole number >= 0, got ${n}.`)
+		}
+		return cap === undefined ? n : Math.min(n, cap)
+	}
+	const priority = options.priority ?? 0
+	if (!Number.isInteger(priority))
+		throw new ConfigError(`${what}: 'priority' must be an integer, got ${priority}.`)
+	const retention = options.retention
+	if (retention) {
+		for (const key of ['completed', 'cancelled', 'dead'] as const) {
+			if (retention[key] !== undefined) parseDuration(retention[key], `${what} retention.${key}`)
+		}
+	}
+	return {
+		name,
+		inputSchema: options.input as StandardSchemaV1 | undefined,
+		outputSchema: options.output as StandardSchemaV1 | undefined,
+		retries,
+		backoff,
+		timeoutMs: options.timeout === undefined ? undefined : parseDuration(options.timeout, `${what} timeout`),
+		priority,
+		leaseMs: options.lease === undefined ? undefined : parseDuration(options.lease, `${what} lease`),
+		retention,
+		hooks: {
+			onTrigger: options.onTrigger,
+			onStart: options.onStart,
+			onSuccess: options.onSuccess,
+			onFailure: options.onFailure,
+			onError: options.onError,
+			onCancel: options.onCancel,
+			onSettled: options.onSettled,
+		},
+		handler,
+	}
+}
+
+/** Whether a value is a job definition made by createJob. */
+export function isJobDefinition(value: unknown): value is JobDefinition {
+	return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'spool.job'
+}

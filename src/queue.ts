@@ -1,0 +1,952 @@
+/**
+ * createQueue wires job definitions, a storage and a worker together, and is the API users hold:
+ * enqueue, run, inspect, cancel, replay, close.
+ */
+import type { JobContext } from './context.js'
+import {
+	CancelledError,
+	ConfigError,
+	JobFailedError,
+	JobNotFoundError,
+	QueueClosedError,
+	TimeoutError,
+	toError,
+	UnknownJobError,
+} from './errors.js'
+import { type Emitter, TypedEmitter } from './events.js'
+import { createIdGenerator } from './id.js'
+import { isJobDefinition, type JobDefinition, type Retention, type RuntimeJob, resolveJob } from './job.js'
+import { decodeJson, encodeJson, type JsonValue } from './json.js'
+import { consoleLogger, type Logger } from './logger.js'
+import { validate } from './schema.js'
+import type {
+	AttemptError,
+	ClaimedJob,
+	DedupeScope,
+	JobRow,
+	JobStatus,
+	NewJob,
+	QueueStats,
+	StepRow,
+	Storage,
+} from './storage/contract.js'
+import { isTerminal } from './storage/contract.js'
+import { memory } from './storage/memory.js'
+import { type Clock, type Duration, parseDuration, systemClock } from './time.js'
+import { currentJob, type ExecutionObserver } from './worker/executor.js'
+import { type RuntimeErrorSource, Worker } from './worker/worker.js'
+
+// ---------------------------------------------------------------------------------------------
+// Types of the jobs map: definitions, bare handlers, or (producer-only) payload types.
+
+/** A job entry's name: a definition's own name, or its key in the map. */
+export type EntryName<K extends string, V> =
+	V extends JobDefinition<infer N, infer _R, infer _I, infer _O> ? N : K
+/** What enqueuing a job entry takes. */
+export type EntryInput<V> =
+	V extends JobDefinition<string, infer R, infer _I, infer _O>
+		? R
+		: V extends (input: infer P, ctx: JobContext) => unknown
+			? P
+			: V
+/** What a run of a job entry resolves with. */
+export type EntryOutput<V> =
+	V extends JobDefinition<string, infer _R, infer _I, infer O>
+		? O
+		: V extends (input: never, ctx: JobContext) => infer R
+			? Awaited<R>
+			: unknown
+
+/** Job name → input type, for `queue.enqueue`. Seed 001's job map. */
+export type EnqueueMap<J> = { [K in keyof J & string as EntryName<K, J[K]>]: EntryInput<J[K]> }
+/** Job name → output type. */
+export type OutputMap<J> = { [K in keyof J & string as EntryName<K, J[K]>]: EntryOutput<J[K]> }
+
+/** The arguments of a call that takes an input and options; the input is optional when it may be undefined. */
+export type InputArgs<In, Opts> = undefined extends In
+	? [input?: In, options?: Opts]
+	: [input: In, options?: Opts]
+
+// ---------------------------------------------------------------------------------------------
+// Options.
+
+/** Options for one enqueue. */
+export interface EnqueueOptions {
+	/** The job's id. Enqueueing an id that exists returns that job instead (seed 000's `id`). */
+	readonly id?: string
+	/** Run no sooner than this long from now. */
+	readonly delay?: Duration
+	/** Run no sooner than this time. */
+	readonly runAt?: Date | number
+	/** Lower runs first; overrides the job's priority. */
+	readonly priority?: number
+	/** Attempts in all, first included; overrides the job's `retry + 1`. */
+	readonly maxAttempts?: number
+	/** While a job of this name with this key is pending (or active, per scope), enqueue does nothing. */
+	readonly dedupeKey?: string
+	/** `pending+active` (default): no duplicate while one waits or runs. `pending`: one may wait behind one running. */
+	readonly dedupeScope?: DedupeScope
+	/** Enqueueing again with this key returns the job made the first time, for as long as it is kept. */
+	readonly idempotencyKey?: string
+}
+
+/** Worker settings of a queue. */
+export interface WorkerOptions {
+	/** Jobs this process runs at once. Default 10 (or the queue's `concurrency`). */
+	readonly concurrency?: number
+	/** How often to look for jobs enqueued by other processes. Default 1s. */
+	readonly pollInterval?: Duration
+	/** How long a claim holds a job without heartbeat. Default 30s; heartbeats every third of it. */
+	readonly lease?: Duration
+	/** The most jobs one claim takes. Default 100. */
+	readonly batchSize?: number
+	/** How often the reaper looks for jobs of lost workers and wakes sleeping ones. Default 1s. */
+	readonly maintenanceInterval?: Duration
+	/**
+	 * Run each job in the enqueuing call: `enqueue`/`start` resolve after every due job ran (seed
+	 * 003's ImmediateBackend). For tests.
+	 */
+	readonly inline?: boolean
+}
+
+/** Options of createQueue. */
+export interface QueueOptions<J> {
+	/** The jobs: definitions from createJob, or bare handlers keyed by name. */
+	readonly jobs?: J
+	/** Where jobs are kept. Default: memory (lost on exit). */
+	readonly storage?: Storage
+	/** Jobs this process runs at once. Default 10. */
+	readonly concurrency?: number
+	/** `false` for a producer-only process (a web server) that enqueues and never runs jobs. */
+	readonly worker?: boolean | WorkerOptions
+	/** Where spool logs. Default: warnings and errors to stderr. pino fits as it is. */
+	readonly logger?: Logger
+	/** How long finished jobs are kept. Default: completed and cancelled 1 day, dead 30 days. */
+	readonly retention?: Retention
+	/** The source of time. Default the system clock; tests pass createTestClock(). */
+	readonly clock?: Clock
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the queue returns.
+
+/** A job as the API shows it: input and output decoded. */
+export interface JobInfo<In = unknown, Out = unknown> {
+	readonly id: string
+	readonly name: string
+	readonly status: JobStatus
+	readonly input: In
+	readonly output: Out | undefined
+	readonly priority: number
+	readonly runAt: Date
+	readonly attempt: number
+	readonly maxAttempts: number
+	readonly errors: readonly AttemptError[]
+	readonly logs: readonly string[]
+	readonly dedupeKey: string | null
+	readonly idempotencyKey: string | null
+	readonly parentId: string | null
+	readonly leaseOwner: string | null
+	readonly createdAt: Date
+	readonly updatedAt: Date
+	readonly startedAt: Date | null
+	readonly finishedAt: Date | null
+}
+
+/** A page of jobs, newest first. */
+export interface JobList {
+	readonly jobs: readonly JobInfo[]
+	readonly nextCursor: string | null
+}
+
+/** A started job. */
+export interface JobHandle<Out> {
+	readonly id: string
+	readonly name: string
+	/** `created`; `existing` (same id or idempotency key); `deduped` (`id` is the job already queued). */
+	readonly status: 'created' | 'existing' | 'deduped'
+	/** Resolves with the output when the job completes; rejects when it ends dead or cancelled. */
+	result(options?: { readonly timeout?: Duration }): Promise<Out>
+}
+
+/** What `cancel` did. */
+export type CancelOutcome =
+	| { readonly status: 'cancelled'; readonly previous: 'pending' | 'active' | 'waiting' }
+	| { readonly status: 'already-finished'; readonly current: 'completed' | 'dead' | 'cancelled' }
+	| { readonly status: 'not-found' }
+
+/** A job claimed by `claimOrEnqueue`: this caller runs it, then settles it. Its lease is heartbeated meanwhile. */
+export interface ClaimHandle<In> {
+	readonly id: string
+	readonly input: In
+	readonly attempt: number
+	/** Marks it completed. */
+	complete(output?: unknown): Promise<void>
+	/** Marks the attempt failed: retried after backoff if attempts are left, else dead. */
+	fail(reason: unknown): Promise<void>
+	/** Marks it dead at once, no retry. */
+	failFatal(reason: unknown): Promise<void>
+}
+
+/** A job bound to a queue: `queue.jobs.x`. */
+export interface BoundJob<In, Out> extends Emitter<JobEvents<Out>, JobEventMeta<In>> {
+	readonly name: string
+	/** Enqueues a run; resolves once stored, with a handle to its result. */
+	start(...args: InputArgs<In, EnqueueOptions>): Promise<JobHandle<Out>>
+	/** Enqueues a run and resolves with its output (rejects with its final error). */
+	run(...args: InputArgs<In, EnqueueOptions>): Promise<Out>
+	/** Enqueues many runs in one storage round trip. */
+	startMany(
+		items: readonly { readonly input: In; readonly options?: EnqueueOptions }[],
+	): Promise<JobHandle<Out>[]>
+}
+
+/** Events of one job (`queue.jobs.x.on(...)`), seed 004's names. */
+export interface JobEvents<Out> {
+	trigger: undefined
+	start: undefined
+	success: Out
+	error: Error
+	failure: Error
+	cancel: Error
+	settled: { readonly output: Out } | { readonly failure: Error } | { readonly cancel: Error }
+}
+
+/** What every job event also receives. */
+export interface JobEventMeta<In> {
+	readonly id: string
+	readonly input: In
+	readonly attempt: number
+}
+
+/** Events of a queue (`queue.on(...)`). */
+export interface QueueEvents {
+	enqueued: { readonly id: string; readonly name: string }
+	started: { readonly id: string; readonly name: string; readonly attempt: number }
+	completed: {
+		readonly id: string
+		readonly name: string
+		readonly attempt: number
+		readonly output: unknown
+		readonly durationMs: number
+	}
+	/** Every failed attempt; `retryAt` is null when the job is dead. */
+	failed: {
+		readonly id: string
+		readonly name: string
+		readonly attempt: number
+		readonly error: Error
+		readonly retryAt: Date | null
+	}
+	dead: { readonly id: string; readonly name: string; readonly attempt: number; readonly error: Error }
+	cancelled: { readonly id: string; readonly name: string }
+	/** This process lost a job's lease; its outcome was not recorded. */
+	leaseLost: { readonly id: string; readonly name: string; readonly error: Error }
+	/** A runtime problem: the storage failed, a hook or listener threw. Work goes on. */
+	error: { readonly error: Error; readonly source: RuntimeErrorSource | 'listener' | 'hook' }
+}
+
+/** Dead letters: jobs that failed for good. */
+export interface DeadLetters {
+	list(options?: {
+		readonly name?: string
+		readonly limit?: number
+		readonly cursor?: string | null
+	}): Promise<JobList>
+	/** Replays one dead job: pending again with its attempts reset. */
+	replay(id: string): Promise<boolean>
+	/** Replays every dead job of a name; returns how many. */
+	replayAll(name: string): Promise<number>
+}
+
+/** A queue. */
+export interface Queue<J = Record<string, unknown>> extends Emitter<QueueEvents> {
+	/** Resolves when the storage is open and the worker started. Every method waits for it. */
+	readonly ready: Promise<void>
+	/** The jobs, bound to this queue. */
+	readonly jobs: { readonly [K in keyof J & string]: BoundJob<EntryInput<J[K]>, EntryOutput<J[K]>> }
+	readonly logger: Logger
+	readonly storage: Storage
+	/** Enqueues by name; null when a dedupe key held it back (seeds 001, 003). */
+	enqueue<N extends keyof EnqueueMap<J> & string>(
+		name: N,
+		...args: InputArgs<EnqueueMap<J>[N], EnqueueOptions>
+	): Promise<string | null>
+	/** Enqueues many, in one storage round trip; null where a dedupe key held one back. */
+	enqueueMany(
+		items: readonly {
+			[N in keyof EnqueueMap<J> & string]: {
+				readonly name: N
+				readonly input: EnqueueMap<J>[N]
+				readonly options?: EnqueueOptions
+			}
+		}[keyof EnqueueMap<J> & string][],
+	): Promise<(string | null)[]>
+	/**
+	 * Seed 003's single-flight: claim the pending job with this dedupe key, or make one already
+	 * claimed; null when one with the key runs and another waits behind it (or, with scope
+	 * `pending+active`, when one runs). The caller then runs the work and settles the handle.
+	 */
+	claimOrEnqueue<N extends keyof EnqueueMap<J> & string>(
+		name: N,
+		input: EnqueueMap<J>[N],
+		options: EnqueueOptions & { readonly dedupeKey: string },
+	): Promise<ClaimHandle<EnqueueMap<J>[N]> | null>
+	/** One job, or null when it does not exist. */
+	getJob(id: string): Promise<JobInfo | null>
+	/** The steps recorded for a job. */
+	getSteps(id: string): Promise<StepRow[]>
+	/** Jobs, newest first, filtered and paged. */
+	listJobs(options?: {
+		readonly name?: string
+		readonly status?: JobStatus
+		readonly parentId?: string
+		readonly limit?: number
+		readonly cursor?: string | null
+	}): Promise<JobList>
+	/** Counts by state, in all and per name (seed 003's getStats). */
+	getStats(name?: string): Promise<QueueStats>
+	/** Cancels a job that has not finished; an active one has its signal aborted. */
+	cancel(id: string): Promise<CancelOutcome>
+	/** Waits for a job's outcome, wherever it runs. */
+	result<N extends keyof OutputMap<J> & string>(
+		id: string,
+		options?: { readonly timeout?: Duration; readonly name?: N },
+	): Promise<OutputMap<J>[N]>
+	readonly dead: DeadLetters
+	/** Runs every due job and resolves when none is left (tests). No-op without a worker. */
+	drain(): Promise<void>
+	/** Runs maintenance now: reaps expired leases, wakes due sleepers (tests). */
+	maintain(): Promise<void>
+	/**
+	 * Stops claiming, lets running jobs finish for up to `timeout` (default 10s), then aborts them
+	 * and gives their jobs back without counting an attempt; closes the storage. Safe to call twice.
+	 */
+	close(options?: { readonly timeout?: Duration }): Promise<void>
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const DEFAULT_RETENTION = { completed: 86_400_000, cancelled: 86_400_000, dead: 30 * 86_400_000 }
+
+interface Waiter {
+	resolve(output: unknown): void
+	reject(error: Error): void
+}
+
+/** Creates a queue. Call `await queue.ready` (or any method) to open it. */
+export function createQueue<J = Record<string, unknown>>(options: QueueOptions<J> = {}): Queue<J> {
+	return new QueueImpl<J>(options) as unknown as Queue<J>
+}
+
+class QueueImpl<J> {
+	readonly ready: Promise<void>
+	readonly logger: Logger
+	readonly storage: Storage
+	readonly jobs: Record<string, BoundJobImpl>
+	readonly dead: DeadLetters
+	private readonly defs = new Map<string, RuntimeJob>()
+	private readonly bound = new Map<string, BoundJobImpl>()
+	private readonly clock: Clock
+	private readonly worker: Worker | null
+	private readonly inline: boolean
+	private readonly events: TypedEmitter<QueueEvents>
+	private readonly waiters = new Map<string, Set<Waiter>>()
+	private readonly nextId = createIdGenerator()
+	private readonly retention: { completed: number; cancelled: number; dead: number }
+	private readonly retentionByName = new Map<string, { completed: number; cancelled: number; dead: number }>()
+	private readonly pollIntervalMs: number
+	private closed = false
+	private closing: Promise<void> | null = null
+
+	constructor(options: QueueOptions<J>) {
+		this.logger = options.logger ?? consoleLogger()
+		this.storage = options.storage ?? memory()
+		this.clock = options.clock ?? systemClock
+		this.events = new TypedEmitter<QueueEvents>((err, event) =>
+			this.logger.error({ err, event }, `A listener of '${event}' threw.`),
+		)
+		this.retention = resolveRetention(options.retention, DEFAULT_RETENTION, 'createQueue retention')
+		this.jobs = {}
+		for (const [key, entry] of Object.entries((options.jobs ?? {}) as Record<string, unknown>)) {
+			const def = isJobDefinition(entry)
+				? entry['~runtime']
+				: typeof entry === 'function'
+					? resolveJob({ name: key }, entry as RuntimeJob['handler'])
+					: null
+			if (!def) {
+				throw new ConfigError(
+					`jobs.${key} must be a job from createJob() or a handler function, got ${typeof entry}. A producer-only queue passes its job map as a type: createQueue<Jobs>({ worker: false }).`,
+				)
+			}
+			if (this.defs.has(def.name)) {
+				throw new ConfigError(`Two jobs are named '${def.name}': job names must be unique in a queue.`)
+			}
+			this.defs.set(def.name, def)
+			if (def.retention) {
+				this.retentionByName.set(
+					def.name,
+					resolveRetention(def.retention, this.retention, `Job '${def.name}' retention`),
+				)
+			}
+			const bound = new BoundJobImpl(this, def)
+			this.bound.set(def.name, bound)
+			this.jobs[key] = bound
+		}
+		const workerOpts: WorkerOptions = typeof options.worker === 'object' ? options.worker : {}
+		this.inline = workerOpts.inline === true
+		this.pollIntervalMs = parseDuration(workerOpts.pollInterval ?? '1s', 'worker.pollInterval')
+		const concurrency = workerOpts.concurrency ?? options.concurrency ?? 10
+		if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
+			throw new ConfigError(`concurrency must be a whole number >= 1, got ${concurrency}.`)
+		}
+		const batchSize = workerOpts.batchSize ?? 100
+		if (!(Number.isInteger(batchSize) && batchSize >= 1)) {
+			throw new ConfigError(`worker.batchSize must be a whole number >= 1, got ${batchSize}.`)
+		}
+		const runWorker = options.worker !== false && this.defs.size > 0
+		this.worker = runWorker
+			? new Worker(
+					{
+						concurrency,
+						batchSize,
+						pollIntervalMs: this.pollIntervalMs,
+						leaseMs: parseDuration(workerOpts.lease ?? '30s', 'worker.lease'),
+						maintenanceIntervalMs: parseDuration(
+							workerOpts.maintenanceInterval ?? '1s',
+							'worker.maintenanceInterval',
+						),
+						pruneIntervalMs: 60_000,
+						retentionFor: (name) => this.retentionByName.get(name) ?? this.retention,
+					},
+					{
+						storage: this.storage,
+						clock: this.clock,
+						logger: this.logger,
+						jobs: this.defs,
+						observer: this.observer(),
+						reportError: (error, source) => this.reportError(error, source),
+						isPaused: () => false,
+					},
+				)
+			: null
+		this.dead = {
+			list: (o = {}) => this.listJobs({ ...o, status: 'dead' }),
+			replay: async (id) => {
+				await this.ready
+				const ids = await this.storage.replay({ ids: [id], now: this.clock.now() })
+				if (ids.length > 0) this.worker?.notify()
+				return ids.length > 0
+			},
+			replayAll: async (name) => {
+				await this.ready
+				const ids = await this.storage.replay({ name, now: this.clock.now() })
+				if (ids.length > 0) this.worker?.notify()
+				return ids.length
+			},
+		}
+		this.ready = this.storage.open().then(() => {
+			if (!this.closed) this.worker?.start()
+		})
+		// A failed open surfaces where the user awaits; keep it from being an unhandled rejection here.
+		this.ready.catch(() => {})
+	}
+
+	on<K extends keyof QueueEvents>(event: K, listener: (payload: QueueEvents[K]) => void): () => void {
+		return this.events.on(event, listener)
+	}
+	once<K extends keyof QueueEvents>(event: K, listener: (payload: QueueEvents[K]) => void): () => void {
+		return this.events.once(event, listener)
+	}
+	off<K extends keyof QueueEvents>(event: K, listener: (payload: QueueEvents[K]) => void): void {
+		this.events.off(event, listener)
+	}
+
+	private reportError(error: unknown, source: RuntimeErrorSource | 'listener' | 'hook'): void {
+		const err = toError(error)
+		this.logger.error({ err, source }, `spool ${source} failed: ${err.message}`)
+		this.events.emit('error', { error: err, source }, undefined)
+	}
+
+	private observer(): ExecutionObserver {
+		return {
+			started: (job, input) => {
+				this.events.emit('started', { id: job.id, name: job.name, attempt: job.attempt }, undefined)
+				this.bound.get(job.name)?.emit('start', undefined, meta(job, input))
+			},
+			completed: (job, input, output, durationMs) => {
+				this.events.emit(
+					'completed',
+					{ id: job.id, name: job.name, attempt: job.attempt, output, durationMs },
+					undefined,
+				)
+				const b = this.bound.get(job.name)
+				if (b?.hasListeners()) {
+					const m = meta(job, input)
+					b.emit('success', output, m)
+					b.emit('settled', { output }, m)
+				}
+				this.settleWaiters(job.id, (w) => w.resolve(output))
+			},
+			failed: (job, input, error, retryAt) => {
+				this.events.emit(
+					'failed',
+					{
+						id: job.id,
+						name: job.name,
+						attempt: job.attempt,
+						error,
+						retryAt: retryAt === null ? null : new Date(retryAt),
+					},
+					undefined,
+				)
+				const b = this.bound.get(job.name)
+				const m = meta(job, input)
+				b?.emit('error', error, m)
+				if (retryAt === null) {
+					this.events.emit('dead', { id: job.id, name: job.name, attempt: job.attempt, error }, undefined)
+					b?.emit('failure', error, m)
+					b?.emit('settled', { failure: error }, m)
+					const failed = new JobFailedError(job.id, job.name, job.attempt, error)
+					this.settleWaiters(job.id, (w) => w.reject(failed))
+				}
+			},
+			cancelled: (job, input, error) => {
+				this.events.emit('cancelled', { id: job.id, name: job.name }, undefined)
+				const b = this.bound.get(job.name)
+				const m = meta(job, input)
+				b?.emit('cancel', error, m)
+				b?.emit('settled', { cancel: error }, m)
+				this.settleWaiters(job.id, (w) => w.reject(error))
+			},
+			leaseLost: (job, error) => {
+				this.logger.warn({ jobId: job.id, name: job.name }, error.message)
+				this.events.emit('leaseLost', { id: job.id, name: job.name, error }, undefined)
+			},
+		}
+	}
+
+	private settleWaiters(id: string, fn: (w: Waiter) => void): void {
+		const set = this.waiters.get(id)
+		if (!set) return
+		this.waiters.delete(id)
+		for (const w of set) fn(w)
+	}
+
+	private assertOpen(): void {
+		if (this.closed) throw new QueueClosedError()
+	}
+
+	/** Validates, encodes and builds the row of one enqueue. Throws before anything is stored. */
+	async prepare(name: string, input: unknown, options: EnqueueOptions | undefined): Promise<NewJob> {
+		const def = this.defs.get(name)
+		const o = options ?? {}
+		const what = `The input of job '${name}'`
+		if (def?.inputSchema) await validate(def.inputSchema, input, what)
+		if (!def && this.defs.size > 0) {
+			// A queue given its jobs knows them all: an unknown name is a typo, not a remote job.
+			throw new UnknownJobError(name, [...this.defs.keys()])
+		}
+		if (typeof name !== 'string' || name.length === 0)
+			throw new UnknownJobError(String(name), [...this.defs.keys()])
+		const text = encodeJson(input === undefined ? null : input, what)
+		const now = this.clock.now()
+		let runAt = now
+		if (o.runAt !== undefined) {
+			runAt = o.runAt instanceof Date ? o.runAt.getTime() : o.runAt
+			if (!Number.isFinite(runAt))
+				throw new ConfigError(`runAt must be a valid Date or epoch ms, got ${String(o.runAt)}.`)
+		} else if (o.delay !== undefined) {
+			runAt = now + parseDuration(o.delay, 'delay')
+		}
+		let maxAttempts: number
+		if (o.maxAttempts !== undefined) {
+			if (!(Number.isInteger(o.maxAttempts) && o.maxAttempts >= 1)) {
+				throw new ConfigError(`maxAttempts must be a whole number >= 1, got ${o.maxAttempts}.`)
+			}
+			maxAttempts = o.maxAttempts
+		} else {
+			maxAttempts = def ? def.retries(input) + 1 : 4
+		}
+		const priority = o.priority ?? def?.priority ?? 0
+		if (!Number.isInteger(priority)) throw new ConfigError(`priority must be an integer, got ${priority}.`)
+		if (o.dedupeScope !== undefined && o.dedupeScope !== 'pending' && o.dedupeScope !== 'pending+active') {
+			throw new ConfigError(
+				`dedupeScope must be 'pending' or 'pending+active', got '${String(o.dedupeScope)}'.`,
+			)
+		}
+		for (const [key, value] of [
+			['id', o.id],
+			['dedupeKey', o.dedupeKey],
+			['idempotencyKey', o.idempotencyKey],
+		] as const) {
+			if (value !== undefined && (typeof value !== 'string' || value.length === 0 || value.length > 512)) {
+				throw new ConfigError(`${key} must be a string of 1 to 512 characters.`)
+			}
+		}
+		const parent = currentJob.getStore()
+		return {
+			id: o.id ?? this.nextId(),
+			name,
+			input: text,
+			priority,
+			runAt,
+			maxAttempts,
+			dedupeKey: o.dedupeKey ?? null,
+			dedupeScope: o.dedupeScope ?? 'pending+active',
+			idempotencyKey: o.idempotencyKey ?? null,
+			parentId: parent ? parent.jobId : null,
+		}
+	}
+
+	/** Stores prepared jobs and does what follows an enqueue. */
+	async insert(rows: readonly NewJob[], inputs: readonly unknown[]) {
+		await this.ready
+		this.assertOpen()
+		const results = await this.storage.enqueue({ jobs: rows, now: this.clock.now() })
+		for (let i = 0; i < results.length; i++) {
+			const r = results[i]!
+			if (r.status !== 'created') continue
+			const row = rows[i]!
+			this.events.emit('enqueued', { id: r.id, name: row.name }, undefined)
+			const b = this.bound.get(row.name)
+			if (b) {
+				await b.trigger(r.id, inputs[i])
+			}
+		}
+		if (this.worker && results.some((r) => r.status === 'created')) {
+			this.worker.notify()
+			// Inline mode runs the work now, except from inside a handler (it would wait on itself).
+			if (this.inline && !currentJob.getStore()) await this.worker.drain()
+		}
+		return results
+	}
+
+	async enqueue(name: string, input?: unknown, options?: EnqueueOptions): Promise<string | null> {
+		this.assertOpen()
+		const row = await this.prepare(name, input, options)
+		const [r] = await this.insert([row], [input])
+		return r!.status === 'deduped' ? null : r!.id
+	}
+
+	async enqueueMany(
+		items: readonly { name: string; input: unknown; options?: EnqueueOptions }[],
+	): Promise<(string | null)[]> {
+		this.assertOpen()
+		const rows = await Promise.all(items.map((i) => this.prepare(i.name, i.input, i.options)))
+		const results = await this.insert(
+			rows,
+			items.map((i) => i.input),
+		)
+		return results.map((r) => (r.status === 'deduped' ? null : r.id))
+	}
+
+	async claimOrEnqueue(
+		name: string,
+		input: unknown,
+		options: EnqueueOptions & { dedupeKey: string },
+	): Promise<ClaimHandle<unknown> | null> {
+		this.assertOpen()
+		if (!options?.dedupeKey) throw new ConfigError('claimOrEnqueue needs a dedupeKey.')
+		const row = await this.prepare(name, input, options)
+		await this.ready
+		const def = this.defs.get(name)
+		const leaseMs = def?.leaseMs ?? 30_000
+		const r = await this.storage.claimOrEnqueue({
+			job: { ...row, dedupeKey: options.dedupeKey },
+			owner: this.worker?.owner ?? 'claimOrEnqueue',
+			leaseMs,
+			now: this.clock.now(),
+		})
+		if (r.status === 'enqueued') this.worker?.notify()
+		if (r.status !== 'claimed') return null
+		return this.claimHandle(r.job, def)
+	}
+
+	private claimHandle(job: ClaimedJob, def: RuntimeJob | undefined): ClaimHandle<unknown> {
+		const release = this.worker?.adopt(job) ?? (() => {})
+		const token = job.lease.token
+		let done = false
+		const settle = async (kind: 'completed' | 'retry' | 'dead', value: unknown) => {
+			if (done) throw new ConfigError(`Job ${job.id} was already settled by this handle.`)
+			done = true
+			release()
+			const now = this.clock.now()
+			const input = decodeJson(job.input)
+			if (kind === 'completed') {
+				const output = encodeJson(value === undefined ? null : value, `The output of job '${job.name}'`)
+				await this.storage.settle({ outcomes: [{ kind, id: job.id, token, output }], now })
+				this.settleWaiters(job.id, (w) => w.resolve(value))
+				return
+			}
+			const error = toError(value)
+			const stored = {
+				attempt: job.attempt,
+				name: error.name,
+				message: error.message,
+				stack: error.stack,
+				at: now,
+			}
+			if (kind === 'retry' && job.attempt < job.maxAttempts) {
+				const runAt = now + (def ? def.backoff.delay(job.attempt, input) : 1000)
+				await this.storage.settle({
+					outcomes: [{ kind: 'retry', id: job.id, token, error: stored, runAt }],
+					now,
+				})
+				return
+			}
+			await this.storage.settle({ outcomes: [{ kind: 'dead', id: job.id, token, error: stored }], now })
+			this.settleWaiters(job.id, (w) => w.reject(new JobFailedError(job.id, job.name, job.attempt, error)))
+		}
+		return {
+			id: job.id,
+			input: decodeJson(job.input),
+			attempt: job.attempt,
+			complete: (output) => settle('completed', output),
+			fail: (reason) => settle('retry', reason),
+			failFatal: (reason) => settle('dead', reason),
+		}
+	}
+
+	async getJob(id: string): Promise<JobInfo | null> {
+		await this.ready
+		const row = await this.storage.getJob({ id })
+		return row ? toInfo(row) : null
+	}
+
+	async getSteps(id: string): Promise<StepRow[]> {
+		await this.ready
+		return this.storage.getSteps({ jobId: id })
+	}
+
+	async listJobs(
+		options: {
+			name?: string
+			status?: JobStatus
+			parentId?: string
+			limit?: number
+			cursor?: string | null
+		} = {},
+	): Promise<JobList> {
+		await this.ready
+		const limit = options.limit ?? 50
+		if (!(Number.isInteger(limit) && limit >= 1 && limit <= 1000)) {
+			throw new ConfigError(`limit must be a whole number from 1 to 1000, got ${limit}.`)
+		}
+		const page = await this.storage.listJobs({ ...options, limit })
+		return { jobs: page.jobs.map(toInfo), nextCursor: page.nextCursor }
+	}
+
+	async getStats(name?: string): Promise<QueueStats> {
+		await this.ready
+		return this.storage.getStats({ name })
+	}
+
+	async cancel(id: string): Promise<CancelOutcome> {
+		await this.ready
+		const r = await this.storage.cancel({ id, now: this.clock.now() })
+		if (r.status === 'not-found') return r
+		if (r.status === 'finished') return { status: 'already-finished', current: r.current }
+		// Stop it here if this process runs it; other processes learn at their next heartbeat.
+		const runningHere = this.worker?.cancelLocal(id) ?? false
+		if (!runningHere) {
+			const row = await this.storage.getJob({ id })
+			this.events.emit('cancelled', { id, name: row?.name ?? '' }, undefined)
+			this.settleWaiters(id, (w) => w.reject(new CancelledError()))
+		}
+		return r
+	}
+
+	/** Resolves with a job's output, from a local notification or by polling the storage. */
+	async result(id: string, options: { timeout?: Duration } = {}): Promise<unknown> {
+		await this.ready
+		const timeoutMs = options.timeout === undefined ? undefined : parseDuration(options.timeout, 'timeout')
+		return new Promise<unknown>((resolve, reject) => {
+			let pollTimer: ReturnType<Clock['setTimeout']> | null = null
+			let timeoutTimer: ReturnType<typeof setTimeout> | undefined
+			const finish = () => {
+				if (pollTimer) this.clock.clearTimeout(pollTimer)
+				clearTimeout(timeoutTimer)
+				set.delete(waiter)
+			}
+			const waiter: Waiter = {
+				resolve: (v) => {
+					finish()
+					resolve(v)
+				},
+				reject: (e) => {
+					finish()
+					reject(e)
+				},
+			}
+			const set = this.waiters.get(id) ?? new Set<Waiter>()
+			this.waiters.set(id, set)
+			set.add(waiter)
+			if (timeoutMs !== undefined) {
+				timeoutTimer = setTimeout(
+					() =>
+						waiter.reject(
+							new TimeoutError(
+								`No outcome for job ${id} within ${timeoutMs} ms (it may still run).`,
+								timeoutMs,
+							),
+						),
+					timeoutMs,
+				)
+			}
+			const check = async () => {
+				pollTimer = null
+				try {
+					const row = await this.storage.getJob({ id })
+					if (!row) return waiter.reject(new JobNotFoundError(id))
+					if (isTerminal(row.status)) return settleFromRow(row, waiter)
+				} catch (err) {
+					this.reportError(err, 'claim')
+				}
+				if (set.has(waiter) && !this.closed) pollTimer = this.clock.setTimeout(check, this.pollIntervalMs)
+			}
+			void check()
+		})
+	}
+
+	async drain(): Promise<void> {
+		await this.ready
+		await this.worker?.drain()
+	}
+
+	async maintain(): Promise<void> {
+		await this.ready
+		await this.worker?.maintain()
+	}
+
+	close(options: { timeout?: Duration } = {}): Promise<void> {
+		this.closing ??= (async () => {
+			this.closed = true
+			const timeoutMs = parseDuration(options.timeout ?? '10s', 'close timeout')
+			try {
+				await this.ready
+			} catch {
+				// Never opened: nothing to stop.
+			}
+			await this.worker?.close(timeoutMs)
+			for (const [, set] of this.waiters) for (const w of set) w.reject(new QueueClosedError())
+			this.waiters.clear()
+			await this.storage.close()
+		})()
+		return this.closing
+	}
+}
+
+function settleFromRow(row: JobRow, waiter: Waiter): void {
+	if (row.status === 'completed') {
+		waiter.resolve(row.output === null ? undefined : decodeJson(row.output))
+		return
+	}
+	if (row.status === 'cancelled') {
+		waiter.reject(new CancelledError())
+		return
+	}
+	const last = row.errors[row.errors.length - 1]
+	const cause = Object.assign(new Error(last?.message ?? 'unknown error'), { name: last?.name ?? 'Error' })
+	waiter.reject(new JobFailedError(row.id, row.name, row.attempt, cause))
+}
+
+function meta(job: ClaimedJob, input: unknown): JobEventMeta<unknown> {
+	return { id: job.id, input, attempt: job.attempt }
+}
+
+function resolveRetention(
+	r: Retention | undefined,
+	base: { completed: number; cancelled: number; dead: number },
+	what: string,
+): { completed: number; cancelled: number; dead: number } {
+	return {
+		completed: r?.completed === undefined ? base.completed : parseDuration(r.completed, `${what}.completed`),
+		cancelled: r?.cancelled === undefined ? base.cancelled : parseDuration(r.cancelled, `${what}.cancelled`),
+		dead: r?.dead === undefined ? base.dead : parseDuration(r.dead, `${what}.dead`),
+	}
+}
+
+/** Decodes a stored row for the API. */
+export function toInfo(row: JobRow): JobInfo {
+	return {
+		id: row.id,
+		name: row.name,
+		status: row.status,
+		input: decodeJson<JsonValue>(row.input),
+		output: row.output === null ? undefined : decodeJson<JsonValue>(row.output),
+		priority: row.priority,
+		runAt: new Date(row.runAt),
+		attempt: row.attempt,
+		maxAttempts: row.maxAttempts,
+		errors: row.errors,
+		logs: row.logs,
+		dedupeKey: row.dedupeKey,
+		idempotencyKey: row.idempotencyKey,
+		parentId: row.parentId,
+		leaseOwner: row.lease?.owner ?? null,
+		createdAt: new Date(row.createdAt),
+		updatedAt: new Date(row.updatedAt),
+		startedAt: row.startedAt === null ? null : new Date(row.startedAt),
+		finishedAt: row.finishedAt === null ? null : new Date(row.finishedAt),
+	}
+}
+
+class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown>> {
+	readonly name: string
+
+	constructor(
+		private readonly queue: QueueImpl<unknown>,
+		private readonly def: RuntimeJob,
+	) {
+		super((err, event) => queue.logger.error({ err, event }, `A listener of '${def.name}.${event}' threw.`))
+		this.name = def.name
+	}
+
+	hasListeners(): boolean {
+		return this.has('success') || this.has('settled')
+	}
+
+	/** Runs onTrigger and the trigger event after a run of this job was stored. */
+	async trigger(id: string, input: unknown): Promise<void> {
+		this.emit('trigger', undefined, { id, input, attempt: 0 })
+		if (this.def.hooks.onTrigger) {
+			try {
+				await this.def.hooks.onTrigger(input)
+			} catch (err) {
+				this.queue.logger.error({ err, jobId: id }, `The onTrigger hook of job '${this.name}' threw.`)
+			}
+		}
+	}
+
+	private handle(r: { status: 'created' | 'existing' | 'deduped'; id: string }): JobHandle<unknown> {
+		return {
+			id: r.id,
+			name: this.name,
+			status: r.status,
+			result: (o) => this.queue.result(r.id, o ?? {}),
+		}
+	}
+
+	async start(input?: unknown, options?: EnqueueOptions): Promise<JobHandle<unknown>> {
+		const row = await this.queue.prepare(this.name, input, options)
+		const [r] = await this.queue.insert([row], [input])
+		return this.handle(r!)
+	}
+
+	async run(input?: unknown, options?: EnqueueOptions): Promise<unknown> {
+		const h = await this.start(input, options)
+		return h.result()
+	}
+
+	async startMany(
+		items: readonly { input: unknown; options?: EnqueueOptions }[],
+	): Promise<JobHandle<unknown>[]> {
+		const rows = await Promise.all(items.map((i) => this.queue.prepare(this.name, i.input, i.options)))
+		const results = await this.queue.insert(
+			rows,
+			items.map((i) => i.input),
+		)
+		return results.map((r) => this.handle(r))
+	}
+}

@@ -1,0 +1,356 @@
+/**
+ * THE storage contract. Every storage (memory, SQLite, file log, PostgreSQL...) implements this
+ * interface and passes test/conformance. It is designed from the job states and guarantees in
+ * DESIGN.md, not from any one database:
+ *
+ *   pending ──claim──▶ active ──settle: completed───────────────▶ completed
+ *      ▲                 │ settle: retry ──────────────────────────▶ pending (runAt = later)
+ *      │                 │ settle: dead ───────────────────────────▶ dead
+ *      │                 │ settle: suspend ────────────────────────▶ waiting ──wake──▶ pending
+ *      │                 │ settle: release (shutdown) ─────────────▶ pending (attempt given back)
+ *      │                 │ lease expired ──reap──▶ pending, or dead when no attempt is left
+ *      └──── replay ──── dead
+ *   pending | active | waiting ──cancel──▶ cancelled
+ *
+ * Rules every implementation keeps:
+ * - Each method takes one params object and returns plain data; no driver rows leak up.
+ * - Time comes from `now` in the params (the queue's clock), never from the storage's own clock, so
+ *   a test clock drives every storage alike.
+ * - Changes to an active job are compare-and-set on its lease token (fencing): an outcome or step
+ *   presented with a token that no longer holds the job is refused (`lost`), never applied.
+ * - `input`, `output` and step results are JSON text, encoded once by the queue.
+ */
+import type { JsonText } from '../json.js'
+
+/** The states of a job. `completed`, `dead` and `cancelled` are terminal. */
+export type JobStatus = 'pending' | 'active' | 'waiting' | 'completed' | 'dead' | 'cancelled'
+
+/** Every job state, in lifecycle order. */
+export const JOB_STATUSES: readonly JobStatus[] = [
+	'pending',
+	'active',
+	'waiting',
+	'completed',
+	'dead',
+	'cancelled',
+]
+
+/** Whether a status is terminal (the job will not run again unless replayed). */
+export function isTerminal(status: JobStatus): boolean {
+	return status === 'completed' || status === 'dead' || status === 'cancelled'
+}
+
+/** Who may enqueue a job while another with the same dedupe key exists. */
+export type DedupeScope = 'pending' | 'pending+active'
+
+/** The error of one failed attempt, as stored. */
+export interface AttemptError {
+	/** The attempt (1-based) that failed. */
+	readonly attempt: number
+	/** The error's class name, e.g. `TypeError`, `TimeoutError`. */
+	readonly name: string
+	readonly message: string
+	readonly stack?: string
+	/** The error's `code`, when it has one. */
+	readonly code?: string
+	/** When it failed (ms since epoch). */
+	readonly at: number
+}
+
+/** A job's lease: who holds it, with which fencing token, until when. */
+export interface Lease {
+	readonly owner: string
+	readonly token: string
+	readonly expiresAt: number
+}
+
+/** A job as stored. */
+export interface JobRow {
+	readonly id: string
+	readonly name: string
+	readonly input: JsonText
+	readonly status: JobStatus
+	/** Lower runs first. */
+	readonly priority: number
+	/** When the job may be claimed (pending) or woken (waiting with a timer); ms since epoch. */
+	readonly runAt: number
+	/** Attempts started so far (the current one included while active). */
+	readonly attempt: number
+	readonly maxAttempts: number
+	readonly lease: Lease | null
+	readonly dedupeKey: string | null
+	readonly dedupeScope: DedupeScope | null
+	readonly idempotencyKey: string | null
+	/** The output of a completed job. */
+	readonly output: JsonText | null
+	/** One entry per failed attempt, oldest first. */
+	readonly errors: readonly AttemptError[]
+	/** Lines written with `ctx.log`, oldest first (bounded). */
+	readonly logs: readonly string[]
+	/** The job that started this one as a child, if any. */
+	readonly parentId: string | null
+	readonly createdAt: number
+	readonly updatedAt: number
+	/** When the current or last attempt started. */
+	readonly startedAt: number | null
+	/** When the job reached a terminal state. */
+	readonly finishedAt: number | null
+}
+
+/** A job to insert. */
+export interface NewJob {
+	/** Caller-chosen or generated id; an existing id makes the insert return that job (idempotent). */
+	readonly id: string
+	readonly name: string
+	readonly input: JsonText
+	readonly priority: number
+	readonly runAt: number
+	readonly maxAttempts: number
+	readonly dedupeKey: string | null
+	readonly dedupeScope: DedupeScope
+	readonly idempotencyKey: string | null
+	readonly parentId: string | null
+}
+
+/** What became of one job given to `enqueue`. */
+export type EnqueueResult =
+	/** Inserted. */
+	| { readonly status: 'created'; readonly id: string }
+	/** Same idempotency key (or same id) as a job kept already: that job's id, nothing inserted. */
+	| { readonly status: 'existing'; readonly id: string }
+	/** A job with the same dedupe key is pending (or active, per scope): nothing inserted. */
+	| { readonly status: 'deduped'; readonly id: string }
+
+/** A job handed to a worker by `claim`, with the lease it now holds. */
+export interface ClaimedJob {
+	readonly id: string
+	readonly name: string
+	readonly input: JsonText
+	/** This attempt's number, 1-based. */
+	readonly attempt: number
+	readonly maxAttempts: number
+	readonly priority: number
+	readonly parentId: string | null
+	readonly createdAt: number
+	readonly lease: Lease
+}
+
+/** How a worker ends its hold on an active job. Each presents the lease token of its claim. */
+export type Outcome =
+	/** The handler succeeded. */
+	| {
+			readonly kind: 'completed'
+			readonly id: string
+			readonly token: string
+			readonly output: JsonText
+			/** Delete the row at once instead of keeping it for its retention period. */
+			readonly remove?: boolean
+	  }
+	/** The attempt failed and attempts are left: pending again at `runAt`. */
+	| {
+			readonly kind: 'retry'
+			readonly id: string
+			readonly token: string
+			readonly error: AttemptError
+			readonly runAt: number
+	  }
+	/** The attempt failed and no attempt is left (or the error was fatal). */
+	| { readonly kind: 'dead'; readonly id: string; readonly token: string; readonly error: AttemptError }
+	/**
+	 * The handler waits (sleep, child jobs, an event): `waiting` with no lease. The attempt is given
+	 * back. It wakes at `wakeAt` (null: only when woken by `wake`).
+	 */
+	| {
+			readonly kind: 'suspended'
+			readonly id: string
+			readonly token: string
+			readonly wakeAt: number | null
+	  }
+	/** The worker shut down before the handler finished: pending again, the attempt given back. */
+	| { readonly kind: 'released'; readonly id: string; readonly token: string }
+
+/** One settled outcome's result: applied, or refused because the token no longer holds the job. */
+export interface SettleResult {
+	readonly id: string
+	readonly ok: boolean
+}
+
+/** The recorded state of one durable step. */
+export type StepState = 'started' | 'completed' | 'failed'
+
+/** A durable step of a job: `ctx.run` results and `ctx.runOnce` intents. */
+export interface StepRow {
+	readonly jobId: string
+	/** Unique within the job, deterministic across replays (e.g. `run:fetch`, `once:smtp`). */
+	readonly stepId: string
+	/** The user's name for the step. */
+	readonly name: string
+	readonly state: StepState
+	readonly output: JsonText | null
+	readonly error: AttemptError | null
+	readonly createdAt: number
+	readonly updatedAt: number
+}
+
+/** Counts of jobs by state. */
+export type StatusCounts = Record<JobStatus, number>
+
+/** Counts by state, in all and for each job name. */
+export interface QueueStats {
+	readonly total: StatusCounts
+	readonly byName: Readonly<Record<string, StatusCounts>>
+}
+
+/** A page of jobs, newest first. */
+export interface JobPage {
+	readonly jobs: readonly JobRow[]
+	/** Pass it back as `cursor` for the next page; null when there is none. */
+	readonly nextCursor: string | null
+}
+
+/** What `cancel` did. */
+export type CancelResult =
+	| { readonly status: 'cancelled'; readonly previous: 'pending' | 'active' | 'waiting' }
+	| { readonly status: 'finished'; readonly current: 'completed' | 'dead' | 'cancelled' }
+	| { readonly status: 'not-found' }
+
+/** What `claimOrEnqueue` did. */
+export type ClaimOrEnqueueResult =
+	/** This caller holds the job now (an existing pending one, or a new one). */
+	| { readonly status: 'claimed'; readonly job: ClaimedJob }
+	/** One with the key is active: a new one was queued behind it (scope `pending` only). */
+	| { readonly status: 'enqueued'; readonly id: string }
+	/** Nothing to do: one with the key is already pending behind an active one, or active. */
+	| { readonly status: 'deduped'; readonly id: string }
+
+/** What a storage can do beyond the contract; the worker adapts, it never asks which storage. */
+export interface StorageCapabilities {
+	/**
+	 * Other processes see new jobs through `subscribe` (e.g. PostgreSQL LISTEN/NOTIFY). Without it
+	 * a worker is woken by enqueues in its own process and polls for the rest.
+	 */
+	readonly push: boolean
+	/** Several processes may share this storage at once. */
+	readonly multiProcess: boolean
+}
+
+/** The contract. See the file's header for the rules every implementation keeps. */
+export interface Storage {
+	/** A short name for logs and errors, e.g. `sqlite:/path/to/file.db`. */
+	readonly description: string
+	readonly capabilities: StorageCapabilities
+
+	/** Opens and migrates. Idempotent; every other method may be called only after it resolved. */
+	open(): Promise<void>
+	/** Releases files, connections and timers. Safe to call twice or before `open`. */
+	close(): Promise<void>
+
+	/** Inserts jobs in one round trip, applying idempotency keys and dedupe keys atomically. */
+	enqueue(params: { readonly jobs: readonly NewJob[]; readonly now: number }): Promise<EnqueueResult[]>
+
+	/**
+	 * Moves up to `limit` due pending jobs of the given names to active under a new lease, in claim
+	 * order: priority, then runAt, then enqueue order. A pending job whose dedupe key belongs to an
+	 * active job is skipped (single-flight).
+	 */
+	claim(params: {
+		readonly names: readonly string[]
+		readonly owner: string
+		readonly limit: number
+		readonly leaseMs: number
+		readonly now: number
+	}): Promise<ClaimedJob[]>
+
+	/**
+	 * Atomically: claim the pending job with this dedupe key if none is active; else queue one
+	 * behind the active one (scope `pending`) unless one already waits; else insert the job already
+	 * claimed by `owner`.
+	 */
+	claimOrEnqueue(params: {
+		readonly job: NewJob & { readonly dedupeKey: string }
+		readonly owner: string
+		readonly leaseMs: number
+		readonly now: number
+	}): Promise<ClaimOrEnqueueResult>
+
+	/** Extends leases still held under these tokens. Returns the ids whose lease is lost. */
+	heartbeat(params: {
+		readonly leases: readonly { readonly id: string; readonly token: string }[]
+		readonly leaseMs: number
+		readonly now: number
+	}): Promise<string[]>
+
+	/**
+	 * Applies outcomes in one round trip, each only if its token still holds the job. A job that
+	 * reaches a terminal state wakes its parent if the parent is waiting.
+	 */
+	settle(params: {
+		readonly outcomes: readonly Outcome[]
+		/** `ctx.log` lines to append, per job id. */
+		readonly logs?: ReadonlyMap<string, readonly string[]>
+		readonly now: number
+	}): Promise<SettleResult[]>
+
+	/**
+	 * Maintenance, safe to run in every process at once: active jobs whose lease expired go back to
+	 * pending (the attempt stays counted), or to dead when no attempt is left; waiting jobs whose
+	 * wake time has come go to pending. Returns the ids moved.
+	 */
+	reap(params: { readonly now: number; readonly limit: number }): Promise<{
+		readonly requeued: string[]
+		readonly dead: string[]
+		readonly woken: string[]
+	}>
+
+	/** Moves waiting jobs to pending now (a child finished, an event came). Returns those woken. */
+	wake(params: { readonly ids: readonly string[]; readonly now: number }): Promise<string[]>
+
+	/** Cancels a job that is not terminal. An active job loses its lease at once (fencing). */
+	cancel(params: { readonly id: string; readonly now: number }): Promise<CancelResult>
+
+	/** Moves dead jobs back to pending with their attempts reset. By ids, or every dead job of a name. */
+	replay(
+		params: ({ readonly ids: readonly string[] } | { readonly name: string }) & { readonly now: number },
+	): Promise<string[]>
+
+	/** Deletes terminal jobs that finished before `before`, at most `limit`. Returns how many. */
+	prune(params: {
+		readonly statuses: readonly ('completed' | 'dead' | 'cancelled')[]
+		readonly before: number
+		readonly limit: number
+		readonly name?: string
+	}): Promise<number>
+
+	getJob(params: { readonly id: string }): Promise<JobRow | null>
+	listJobs(params: {
+		readonly name?: string
+		readonly status?: JobStatus
+		readonly parentId?: string
+		readonly limit: number
+		readonly cursor?: string | null
+	}): Promise<JobPage>
+	getStats(params: { readonly name?: string }): Promise<QueueStats>
+
+	/** The recorded steps of a job, in the order they were first recorded. */
+	getSteps(params: { readonly jobId: string }): Promise<StepRow[]>
+	/**
+	 * Records a step's state, only while `token` holds the job (fencing). A `completed` step is
+	 * final: later writes for it are ignored (a `failed` one may be started again). Returns false
+	 * if the lease is lost.
+	 */
+	saveStep(params: {
+		readonly jobId: string
+		readonly token: string
+		readonly stepId: string
+		readonly name: string
+		readonly state: StepState
+		readonly output: JsonText | null
+		readonly error: AttemptError | null
+		readonly now: number
+	}): Promise<boolean>
+}
+
+/** Zero counts for every status. */
+export function emptyCounts(): StatusCounts {
+	return { pending: 0, active: 0, waiting: 0, completed: 0, dead: 0, cancelled: 0 }
+}

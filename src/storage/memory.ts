@@ -1,0 +1,640 @@
+/**
+ * The memory storage: the reference implementation of the contract. Everything lives in this
+ * process and is gone when it exits. For tests, scripts, and as the model the other storages are
+ * checked against by test/conformance.
+ */
+import { createLeaseToken } from '../id.js'
+import type { JsonText } from '../json.js'
+import {
+	type AttemptError,
+	type CancelResult,
+	type ClaimedJob,
+	type ClaimOrEnqueueResult,
+	type DedupeScope,
+	type EnqueueResult,
+	emptyCounts,
+	isTerminal,
+	type JobPage,
+	type JobRow,
+	type JobStatus,
+	type NewJob,
+	type Outcome,
+	type QueueStats,
+	type SettleResult,
+	type StatusCounts,
+	type StepRow,
+	type Storage,
+} from './contract.js'
+import { MinHeap } from './heap.js'
+
+/** Options of the memory storage. */
+export interface MemoryStorageOptions {
+	/** How many `ctx.log` lines to keep per job (oldest dropped first). Default 100. */
+	readonly maxLogLines?: number
+}
+
+interface Row {
+	id: string
+	name: string
+	input: JsonText
+	status: JobStatus
+	priority: number
+	runAt: number
+	attempt: number
+	maxAttempts: number
+	leaseOwner: string | null
+	leaseToken: string | null
+	leaseExpiresAt: number
+	dedupeKey: string | null
+	dedupeScope: DedupeScope | null
+	idempotencyKey: string | null
+	output: JsonText | null
+	errors: AttemptError[]
+	logs: string[]
+	parentId: string | null
+	createdAt: number
+	updatedAt: number
+	startedAt: number | null
+	finishedAt: number | null
+	seq: number
+	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
+	pendingEpoch: number
+	steps: Map<string, StepRow> | null
+}
+
+interface HeapEntry {
+	row: Row
+	epoch: number
+	priority: number
+	runAt: number
+	seq: number
+}
+
+const lessEntry = (a: HeapEntry, b: HeapEntry): boolean =>
+	a.priority !== b.priority
+		? a.priority < b.priority
+		: a.runAt !== b.runAt
+			? a.runAt < b.runAt
+			: a.seq < b.seq
+
+interface KeyHolders {
+	pending: Set<Row>
+	active: Set<Row>
+}
+
+/** Creates a memory storage. */
+export function memory(options: MemoryStorageOptions = {}): Storage {
+	return new MemoryStorage(options)
+}
+
+class MemoryStorage implements Storage {
+	readonly description = 'memory'
+	readonly capabilities = { push: false, multiProcess: false } as const
+
+	private readonly maxLogLines: number
+	private readonly rows = new Map<string, Row>()
+	private readonly heaps = new Map<string, MinHeap<HeapEntry>>()
+	private readonly idempotency = new Map<string, Row>()
+	private readonly dedupe = new Map<string, KeyHolders>()
+	private readonly active = new Set<Row>()
+	private readonly waiting = new Set<Row>()
+	private readonly counts = new Map<string, StatusCounts>()
+	private seq = 0
+
+	constructor(options: MemoryStorageOptions) {
+		this.maxLogLines = options.maxLogLines ?? 100
+	}
+
+	async open(): Promise<void> {}
+	async close(): Promise<void> {}
+
+	async enqueue(params: { jobs: readonly NewJob[]; now: number }): Promise<EnqueueResult[]> {
+		return params.jobs.map((job) => this.insert(job, params.now))
+	}
+
+	private insert(job: NewJob, now: number): EnqueueResult {
+		const same = this.rows.get(job.id)
+		if (same) return { status: 'existing', id: same.id }
+		if (job.idempotencyKey !== null) {
+			const existing = this.idempotency.get(`${job.name}\0${job.idempotencyKey}`)
+			if (existing) return { status: 'existing', id: existing.id }
+		}
+		if (job.dedupeKey !== null) {
+			const holders = this.dedupe.get(`${job.name}\0${job.dedupeKey}`)
+			if (holders) {
+				const pending = first(holders.pending)
+				if (pending) return { status: 'deduped', id: pending.id }
+				const active = first(holders.active)
+				if (active && job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
+			}
+		}
+		this.create(job, now, null)
+		return { status: 'created', id: job.id }
+	}
+
+	private create(
+		job: NewJob,
+		now: number,
+		lease: { owner: string; token: string; expiresAt: number } | null,
+	): Row {
+		const row: Row = {
+			id: job.id,
+			name: job.name,
+			input: job.input,
+			status: 'pending',
+			priority: job.priority,
+			runAt: job.runAt,
+			attempt: 0,
+			maxAttempts: job.maxAttempts,
+			leaseOwner: null,
+			leaseToken: null,
+			leaseExpiresAt: 0,
+			dedupeKey: job.dedupeKey,
+			dedupeScope: job.dedupeKey === null ? null : job.dedupeScope,
+			idempotencyKey: job.idempotencyKey,
+			output: null,
+			errors: [],
+			logs: [],
+			parentId: job.parentId,
+			createdAt: now,
+			updatedAt: now,
+			startedAt: null,
+			finishedAt: null,
+			seq: ++this.seq,
+			pendingEpoch: 0,
+			steps: null,
+		}
+		this.rows.set(row.id, row)
+		if (row.idempotencyKey !== null) this.idempotency.set(`${row.name}\0${row.idempotencyKey}`, row)
+		this.count(row.name).pending++
+		if (lease) {
+			this.transition(row, 'active', now)
+			row.attempt = 1
+			row.leaseOwner = lease.owner
+			row.leaseToken = lease.token
+			row.leaseExpiresAt = lease.expiresAt
+			row.startedAt = now
+		} else {
+			this.enterPending(row)
+		}
+		return row
+	}
+
+	private count(name: string): StatusCounts {
+		let c = this.counts.get(name)
+		if (!c) {
+			c = emptyCounts()
+			this.counts.set(name, c)
+		}
+		return c
+	}
+
+	private holders(row: Row): KeyHolders | null {
+		if (row.dedupeKey === null) return null
+		const key = `${row.name}\0${row.dedupeKey}`
+		let h = this.dedupe.get(key)
+		if (!h) {
+			h = { pending: new Set(), active: new Set() }
+			this.dedupe.set(key, h)
+		}
+		return h
+	}
+
+	/** The one place a row changes state: keeps counts and every index right. */
+	private transition(row: Row, to: JobStatus, now: number): void {
+		const from = row.status
+		const c = this.count(row.name)
+		c[from]--
+		c[to]++
+		row.status = to
+		row.updatedAt = now
+		const h = this.holders(row)
+		if (from === 'active') {
+			this.active.delete(row)
+			row.leaseOwner = null
+			row.leaseToken = null
+			row.leaseExpiresAt = 0
+			h?.active.delete(row)
+		} else if (from === 'waiting') {
+			this.waiting.delete(row)
+		} else if (from === 'pending') {
+			h?.pending.delete(row)
+		}
+		if (to === 'active') {
+			this.active.add(row)
+			h?.active.add(row)
+		} else if (to === 'waiting') {
+			this.waiting.add(row)
+		} else if (to === 'pending') {
+			this.enterPending(row)
+		}
+		if (h && h.pending.size === 0 && h.active.size === 0) this.dedupe.delete(`${row.name}\0${row.dedupeKey}`)
+		if (isTerminal(to)) {
+			row.finishedAt = now
+			if (row.parentId !== null) this.wakeOne(row.parentId, now)
+		}
+	}
+
+	private enterPending(row: Row): void {
+		row.pendingEpoch++
+		this.holders(row)?.pending.add(row)
+		let heap = this.heaps.get(row.name)
+		if (!heap) {
+			heap = new MinHeap(lessEntry)
+			this.heaps.set(row.name, heap)
+		}
+		heap.push({ row, epoch: row.pendingEpoch, priority: row.priority, runAt: row.runAt, seq: row.seq })
+	}
+
+	private isLive(e: HeapEntry): boolean {
+		return e.row.status === 'pending' && e.epoch === e.row.pendingEpoch && this.rows.get(e.row.id) === e.row
+	}
+
+	private blockedBySingleFlight(row: Row): boolean {
+		if (row.dedupeKey === null) return false
+		const h = this.dedupe.get(`${row.name}\0${row.dedupeKey}`)
+		return h !== undefined && h.active.size > 0
+	}
+
+	async claim(params: {
+		names: readonly string[]
+		owner: string
+		limit: number
+		leaseMs: number
+		now: number
+	}): Promise<ClaimedJob[]> {
+		const { now, limit } = params
+		const token = createLeaseToken()
+		const expiresAt = now + params.leaseMs
+		const claimed: ClaimedJob[] = []
+		const skipped: HeapEntry[] = []
+		const heaps: MinHeap<HeapEntry>[] = []
+		for (const name of params.names) {
+			const heap = this.heaps.get(name)
+			if (heap && heap.size > 0) heaps.push(heap)
+		}
+		while (claimed.length < limit) {
+			// The best due head across the names this worker handles.
+			let best: MinHeap<HeapEntry> | null = null
+			let bestEntry: HeapEntry | undefined
+			for (const heap of heaps) {
+				let top = heap.peek()
+				while (top && !this.isLive(top)) {
+					heap.pop()
+					top = heap.peek()
+				}
+				if (top && top.runAt <= now && (!bestEntry || lessEntry(top, bestEntry))) {
+					best = heap
+					bestEntry = top
+				}
+			}
+			if (!best || !bestEntry) break
+			best.pop()
+			const row = bestEntry.row
+			if (this.blockedBySingleFlight(row)) {
+				skipped.push(bestEntry)
+				continue
+			}
+			this.transition(row, 'active', now)
+			row.attempt++
+			row.leaseOwner = params.owner
+			row.leaseToken = token
+			row.leaseExpiresAt = expiresAt
+			row.startedAt = now
+			claimed.push(toClaimed(row))
+		}
+		for (const e of skipped) this.heaps.get(e.row.name)?.push(e)
+		return claimed
+	}
+
+	async claimOrEnqueue(params: {
+		job: NewJob & { dedupeKey: string }
+		owner: string
+		leaseMs: number
+		now: number
+	}): Promise<ClaimOrEnqueueResult> {
+		const { job, now } = params
+		const lease = { owner: params.owner, token: createLeaseToken(), expiresAt: now + params.leaseMs }
+		const holders = this.dedupe.get(`${job.name}\0${job.dedupeKey}`)
+		const pending = holders ? first(holders.pending) : undefined
+		const active = holders ? first(holders.active) : undefined
+		if (active) {
+			if (pending) return { status: 'deduped', id: pending.id }
+			if (job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
+			this.create(job, now, null)
+			return { status: 'enqueued', id: job.id }
+		}
+		if (pending) {
+			this.transition(pending, 'active', now)
+			pending.attempt++
+			pending.leaseOwner = lease.owner
+			pending.leaseToken = lease.token
+			pending.leaseExpiresAt = lease.expiresAt
+			pending.startedAt = now
+			return { status: 'claimed', job: toClaimed(pending) }
+		}
+		const row = this.create(job, now, lease)
+		return { status: 'claimed', job: toClaimed(row) }
+	}
+
+	private held(id: string, token: string): Row | undefined {
+		const row = this.rows.get(id)
+		return row && row.status === 'active' && row.leaseToken === token ? row : undefined
+	}
+
+	async heartbeat(params: {
+		leases: readonly { id: string; token: string }[]
+		leaseMs: number
+		now: number
+	}): Promise<string[]> {
+		const lost: string[] = []
+		for (const { id, token } of params.leases) {
+			const row = this.held(id, token)
+			if (row) {
+				row.leaseExpiresAt = params.now + params.leaseMs
+				row.updatedAt = params.now
+			} else {
+				lost.push(id)
+			}
+		}
+		return lost
+	}
+
+	async settle(params: {
+		outcomes: readonly Outcome[]
+		logs?: ReadonlyMap<string, readonly string[]>
+		now: number
+	}): Promise<SettleResult[]> {
+		const { now } = params
+		if (params.logs) {
+			for (const [id, lines] of params.logs) {
+				const row = this.rows.get(id)
+				if (row) appendBounded(row.logs, lines, this.maxLogLines)
+			}
+		}
+		return params.outcomes.map((o) => {
+			const row = this.held(o.id, o.token)
+			if (!row) return { id: o.id, ok: false }
+			switch (o.kind) {
+				case 'completed':
+					row.output = o.output
+					this.transition(row, 'completed', now)
+					if (o.remove) this.remove(row)
+					break
+				case 'retry':
+					row.errors.push(o.error)
+					row.runAt = o.runAt
+					this.transition(row, 'pending', now)
+					break
+				case 'dead':
+					row.errors.push(o.error)
+					this.transition(row, 'dead', now)
+					break
+				case 'suspended':
+					row.attempt--
+					row.runAt = o.wakeAt ?? Number.MAX_SAFE_INTEGER
+					this.transition(row, 'waiting', now)
+					break
+				case 'released':
+					row.attempt--
+					row.runAt = now
+					this.transition(row, 'pending', now)
+					break
+			}
+			return { id: o.id, ok: true }
+		})
+	}
+
+	async reap(params: { now: number; limit: number }): Promise<{
+		requeued: string[]
+		dead: string[]
+		woken: string[]
+	}> {
+		const { now, limit } = params
+		const requeued: string[] = []
+		const dead: string[] = []
+		const woken: string[] = []
+		for (const row of [...this.active]) {
+			if (requeued.length + dead.length >= limit) break
+			if (row.leaseExpiresAt > now) continue
+			const error: AttemptError = {
+				attempt: row.attempt,
+				name: 'LeaseLostError',
+				message: `The worker '${row.leaseOwner}' stopped heartbeating (crashed or stalled) and its lease expired.`,
+				code: 'SPOOL_LEASE_LOST',
+				at: now,
+			}
+			row.errors.push(error)
+			if (row.attempt >= row.maxAttempts) {
+				this.transition(row, 'dead', now)
+				dead.push(row.id)
+			} else {
+				row.runAt = now
+				this.transition(row, 'pending', now)
+				requeued.push(row.id)
+			}
+		}
+		for (const row of [...this.waiting]) {
+			if (woken.length >= limit) break
+			if (row.runAt > now) continue
+			row.runAt = now
+			this.transition(row, 'pending', now)
+			woken.push(row.id)
+		}
+		return { requeued, dead, woken }
+	}
+
+	private wakeOne(id: string, now: number): boolean {
+		const row = this.rows.get(id)
+		if (row?.status !== 'waiting') return false
+		row.runAt = now
+		this.transition(row, 'pending', now)
+		return true
+	}
+
+	async wake(params: { ids: readonly string[]; now: number }): Promise<string[]> {
+		return params.ids.filter((id) => this.wakeOne(id, params.now))
+	}
+
+	async cancel(params: { id: string; now: number }): Promise<CancelResult> {
+		const row = this.rows.get(params.id)
+		if (!row) return { status: 'not-found' }
+		const previous = row.status
+		if (previous === 'completed' || previous === 'dead' || previous === 'cancelled') {
+			return { status: 'finished', current: previous }
+		}
+		this.transition(row, 'cancelled', params.now)
+		return { status: 'cancelled', previous }
+	}
+
+	async replay(params: ({ ids: readonly string[] } | { name: string }) & { now: number }): Promise<string[]> {
+		const targets =
+			'ids' in params
+				? params.ids.map((id) => this.rows.get(id)).filter((r): r is Row => r !== undefined)
+				: [...this.rows.values()].filter((r) => r.name === params.name)
+		const replayed: string[] = []
+		for (const row of targets) {
+			if (row.status !== 'dead') continue
+			row.attempt = 0
+			row.runAt = params.now
+			row.finishedAt = null
+			this.transition(row, 'pending', params.now)
+			replayed.push(row.id)
+		}
+		return replayed
+	}
+
+	private remove(row: Row): void {
+		this.rows.delete(row.id)
+		this.count(row.name)[row.status]--
+		if (row.idempotencyKey !== null) {
+			const key = `${row.name}\0${row.idempotencyKey}`
+			if (this.idempotency.get(key) === row) this.idempotency.delete(key)
+		}
+	}
+
+	async prune(params: {
+		statuses: readonly ('completed' | 'dead' | 'cancelled')[]
+		before: number
+		limit: number
+		name?: string
+	}): Promise<number> {
+		let n = 0
+		for (const row of this.rows.values()) {
+			if (n >= params.limit) break
+			if (params.name !== undefined && row.name !== params.name) continue
+			if (!(params.statuses as readonly JobStatus[]).includes(row.status)) continue
+			if (row.finishedAt === null || row.finishedAt >= params.before) continue
+			this.remove(row)
+			n++
+		}
+		return n
+	}
+
+	async getJob(params: { id: string }): Promise<JobRow | null> {
+		const row = this.rows.get(params.id)
+		return row ? toJobRow(row) : null
+	}
+
+	async listJobs(params: {
+		name?: string
+		status?: JobStatus
+		parentId?: string
+		limit: number
+		cursor?: string | null
+	}): Promise<JobPage> {
+		const below = params.cursor ? Number(params.cursor) : Number.POSITIVE_INFINITY
+		const all = [...this.rows.values()]
+		const jobs: JobRow[] = []
+		let last: Row | null = null
+		for (let i = all.length - 1; i >= 0; i--) {
+			const row = all[i]!
+			if (row.seq >= below) continue
+			if (params.name !== undefined && row.name !== params.name) continue
+			if (params.status !== undefined && row.status !== params.status) continue
+			if (params.parentId !== undefined && row.parentId !== params.parentId) continue
+			if (jobs.length === params.limit) {
+				return { jobs, nextCursor: String(last!.seq) }
+			}
+			jobs.push(toJobRow(row))
+			last = row
+		}
+		return { jobs, nextCursor: null }
+	}
+
+	async getStats(params: { name?: string }): Promise<QueueStats> {
+		const total = emptyCounts()
+		const byName: Record<string, StatusCounts> = {}
+		for (const [name, c] of this.counts) {
+			if (params.name !== undefined && name !== params.name) continue
+			byName[name] = { ...c }
+			for (const s of Object.keys(total) as JobStatus[]) total[s] += c[s]
+		}
+		return { total, byName }
+	}
+
+	async getSteps(params: { jobId: string }): Promise<StepRow[]> {
+		const steps = this.rows.get(params.jobId)?.steps
+		return steps ? [...steps.values()] : []
+	}
+
+	async saveStep(params: {
+		jobId: string
+		token: string
+		stepId: string
+		name: string
+		state: 'started' | 'completed' | 'failed'
+		output: JsonText | null
+		error: AttemptError | null
+		now: number
+	}): Promise<boolean> {
+		const row = this.held(params.jobId, params.token)
+		if (!row) return false
+		row.steps ??= new Map()
+		const prior = row.steps.get(params.stepId)
+		if (prior?.state === 'completed') return true
+		row.steps.set(params.stepId, {
+			jobId: params.jobId,
+			stepId: params.stepId,
+			name: params.name,
+			state: params.state,
+			output: params.output,
+			error: params.error,
+			createdAt: prior?.createdAt ?? params.now,
+			updatedAt: params.now,
+		})
+		return true
+	}
+}
+
+function first<T>(set: Set<T>): T | undefined {
+	for (const v of set) return v
+	return undefined
+}
+
+function appendBounded(target: string[], lines: readonly string[], max: number): void {
+	target.push(...lines)
+	if (target.length > max) target.splice(0, target.length - max)
+}
+
+function toClaimed(row: Row): ClaimedJob {
+	return {
+		id: row.id,
+		name: row.name,
+		input: row.input,
+		attempt: row.attempt,
+		maxAttempts: row.maxAttempts,
+		priority: row.priority,
+		parentId: row.parentId,
+		createdAt: row.createdAt,
+		lease: { owner: row.leaseOwner!, token: row.leaseToken!, expiresAt: row.leaseExpiresAt },
+	}
+}
+
+function toJobRow(row: Row): JobRow {
+	return {
+		id: row.id,
+		name: row.name,
+		input: row.input,
+		status: row.status,
+		priority: row.priority,
+		runAt: row.runAt,
+		attempt: row.attempt,
+		maxAttempts: row.maxAttempts,
+		lease:
+			row.status === 'active'
+				? { owner: row.leaseOwner!, token: row.leaseToken!, expiresAt: row.leaseExpiresAt }
+				: null,
+		dedupeKey: row.dedupeKey,
+		dedupeScope: row.dedupeScope,
+		idempotencyKey: row.idempotencyKey,
+		output: row.output,
+		errors: [...row.errors],
+		logs: [...row.logs],
+		parentId: row.parentId,
+		createdAt: row.createdAt,
+		updatedAt: row.updatedAt,
+		startedAt: row.startedAt,
+		finishedAt: row.finishedAt,
+	}
+}

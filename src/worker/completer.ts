@@ -1,0 +1,113 @@
+/**
+ * The completer persists outcomes in batches. Outcomes that arrive in the same turn of the event
+ * loop share one `settle` call (one transaction, one fsync): the completer trades a microtask of
+ * latency for throughput. If the storage is down, outcomes are kept and retried with backoff,
+ * never dropped; if the process dies first, the leases expire and the reaper gives the jobs back.
+ */
+import type { Outcome, Storage } from '../storage/contract.js'
+import type { Clock, TimerHandle } from '../time.js'
+
+interface Pending {
+	readonly outcome: Outcome
+	readonly resolve: (ok: boolean) => void
+}
+
+/** Reports storage errors to the worker. */
+export type ErrorReporter = (error: unknown, where: 'settle') => void
+
+export class Completer {
+	private buffer: Pending[] = []
+	private logs = new Map<string, string[]>()
+	private scheduled = false
+	private flushing: Promise<void> | null = null
+	private retryDelay = 0
+	private retryTimer: TimerHandle | null = null
+	private stopped = false
+
+	constructor(
+		private readonly storage: Storage,
+		private readonly clock: Clock,
+		private readonly report: ErrorReporter,
+	) {}
+
+	/** Queues an outcome; resolves with whether the storage applied it (false: lease lost). */
+	add(outcome: Outcome): Promise<boolean> {
+		return new Promise((resolve) => {
+			this.buffer.push({ outcome, resolve })
+			this.schedule()
+		})
+	}
+
+	/** Queues log lines of a job, written with its next outcome (or the next flush). */
+	addLogs(id: string, lines: readonly string[]): void {
+		let list = this.logs.get(id)
+		if (!list) {
+			list = []
+			this.logs.set(id, list)
+		}
+		list.push(...lines)
+	}
+
+	/** How many outcomes wait to be written. */
+	get backlog(): number {
+		return this.buffer.length
+	}
+
+	private schedule(): void {
+		if (this.scheduled || this.flushing || this.retryTimer) return
+		this.scheduled = true
+		setImmediate(() => {
+			this.scheduled = false
+			void this.flush()
+		})
+	}
+
+	/** Writes everything buffered; resolves when the buffer is empty or the storage failed. */
+	flush(): Promise<void> {
+		if (this.flushing) return this.flushing
+		this.flushing = this.drain().finally(() => {
+			this.flushing = null
+			if (this.buffer.length > 0 && !this.retryTimer) this.schedule()
+		})
+		return this.flushing
+	}
+
+	private async drain(): Promise<void> {
+		while (this.buffer.length > 0 || this.logs.size > 0) {
+			const batch = this.buffer
+			const logs = this.logs
+			this.buffer = []
+			this.logs = new Map()
+			try {
+				const results = await this.storage.settle({
+					outcomes: batch.map((p) => p.outcome),
+					logs: logs.size > 0 ? logs : undefined,
+					now: this.clock.now(),
+				})
+				this.retryDelay = 0
+				for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]?.ok ?? false)
+			} catch (err) {
+				// Put them back in front, in order, and try again later.
+				this.buffer = batch.concat(this.buffer)
+				for (const [id, lines] of logs) this.addLogs(id, lines)
+				this.report(err, 'settle')
+				if (this.stopped) return
+				this.retryDelay = Math.min(5000, this.retryDelay ? this.retryDelay * 2 : 100)
+				this.retryTimer = this.clock.setTimeout(() => {
+					this.retryTimer = null
+					void this.flush()
+				}, this.retryDelay)
+				return
+			}
+		}
+	}
+
+	/** Stops retrying on a timer; a last `flush` may still be called. */
+	stop(): void {
+		this.stopped = true
+		if (this.retryTimer) {
+			this.clock.clearTimeout(this.retryTimer)
+			this.retryTimer = null
+		}
+	}
+}

@@ -1,0 +1,378 @@
+/**
+ * The worker: a fetch loop that claims jobs in batches into free slots, the executions it runs,
+ * the heartbeats that keep their leases, and maintenance (the reaper, wake-ups, pruning).
+ *
+ * The fetch loop is an explicit mode machine:
+ *   stopped ─start─▶ fetching ─got fewer than asked─▶ idle ─notify / poll timer─▶ fetching
+ *                       │ no free slot                  ▲
+ *                       ▼                               │
+ *                      full ─a slot frees─▶ fetching ───┘
+ *   fetching ─storage error─▶ backoff ─timer─▶ fetching
+ *   any ─close─▶ stopped
+ */
+import { hostname } from 'node:os'
+import { LeaseLostError } from '../errors.js'
+import { createLeaseToken } from '../id.js'
+import type { RuntimeJob } from '../job.js'
+import type { Logger } from '../logger.js'
+import type { ClaimedJob, Storage } from '../storage/contract.js'
+import type { Clock, TimerHandle } from '../time.js'
+import { Completer } from './completer.js'
+import { abortErrors, Execution, type ExecutionObserver } from './executor.js'
+
+/** Where a runtime error came from. */
+export type RuntimeErrorSource = 'claim' | 'settle' | 'heartbeat' | 'reap' | 'prune'
+
+/** The worker's settings, resolved by the queue. */
+export interface WorkerSettings {
+	/** Jobs run at once by this process. */
+	readonly concurrency: number
+	/** The most jobs one claim takes. */
+	readonly batchSize: number
+	/** How often to look for jobs enqueued by other processes. */
+	readonly pollIntervalMs: number
+	/** The lease of a claim, for jobs that do not set their own. */
+	readonly leaseMs: number
+	/** How often the reaper runs. */
+	readonly maintenanceIntervalMs: number
+	/** How often finished jobs past retention are pruned. */
+	readonly pruneIntervalMs: number
+	/** Retention per status in ms, for a job name. */
+	readonly retentionFor: (name: string) => { completed: number; cancelled: number; dead: number }
+}
+
+/** What the worker needs from the queue. */
+export interface WorkerDeps {
+	readonly storage: Storage
+	readonly clock: Clock
+	readonly logger: Logger
+	readonly jobs: ReadonlyMap<string, RuntimeJob>
+	readonly observer: ExecutionObserver
+	readonly reportError: (error: unknown, where: RuntimeErrorSource) => void
+	/** Names not to claim (paused). */
+	readonly isPaused: (name: string) => boolean
+}
+
+type FetchMode = 'stopped' | 'fetching' | 'idle' | 'full' | 'backoff'
+
+export class Worker {
+	/** This process's identity in leases: host, pid and a random part. */
+	readonly owner = `${hostname()}:${process.pid}:${createLeaseToken().slice(0, 6)}`
+	private mode: FetchMode = 'stopped'
+	private readonly running = new Map<string, Execution>()
+	/** Settles when each running execution has concluded. */
+	private readonly finished = new Map<string, Promise<void>>()
+	/** Jobs held outside a slot (claimOrEnqueue handles): heartbeated, not counted. */
+	private readonly adopted = new Map<string, ClaimedJob>()
+	private readonly completer: Completer
+	private pollTimer: TimerHandle | null = null
+	private heartbeatTimer: TimerHandle | null = null
+	private maintenanceTimer: TimerHandle | null = null
+	private lastPrune = 0
+	private wakeRequested = false
+	private refillScheduled = false
+	private backoffMs = 0
+	private idleWaiters: (() => void)[] = []
+	private lastClaimFull = false
+
+	constructor(
+		private readonly settings: WorkerSettings,
+		private readonly deps: WorkerDeps,
+	) {
+		this.completer = new Completer(deps.storage, deps.clock, (err) => deps.reportError(err, 'settle'))
+	}
+
+	/** Jobs running now. */
+	get active(): number {
+		return this.running.size
+	}
+
+	start(): void {
+		if (this.mode !== 'stopped') return
+		this.mode = 'idle'
+		this.lastPrune = this.deps.clock.now()
+		this.scheduleHeartbeat()
+		this.scheduleMaintenance(0)
+		this.notify()
+	}
+
+	/** Something may be due: fetch now instead of waiting for the poll. */
+	notify(): void {
+		switch (this.mode) {
+			case 'idle':
+				void this.fetch()
+				break
+			case 'fetching':
+				this.wakeRequested = true
+				break
+			default:
+				// full: a freed slot fetches; backoff: the timer fetches; stopped: nothing.
+				break
+		}
+	}
+
+	private async fetch(): Promise<void> {
+		if (this.pollTimer) {
+			this.deps.clock.clearTimeout(this.pollTimer)
+			this.pollTimer = null
+		}
+		this.mode = 'fetching'
+		for (;;) {
+			this.wakeRequested = false
+			const free = this.settings.concurrency - this.running.size
+			if (free <= 0) {
+				this.mode = 'full'
+				return
+			}
+			const names = [...this.deps.jobs.keys()].filter((n) => !this.deps.isPaused(n))
+			const limit = Math.min(free, this.settings.batchSize)
+			let claimed: ClaimedJob[]
+			try {
+				claimed =
+					names.length === 0
+						? []
+						: await this.deps.storage.claim({
+								names,
+								owner: this.owner,
+								limit,
+								leaseMs: this.settings.leaseMs,
+								now: this.deps.clock.now(),
+							})
+				this.backoffMs = 0
+			} catch (err) {
+				this.deps.reportError(err, 'claim')
+				if (this.mode !== 'fetching') return
+				this.mode = 'backoff'
+				this.backoffMs = Math.min(5000, this.backoffMs ? this.backoffMs * 2 : 100)
+				this.pollTimer = this.deps.clock.setTimeout(() => {
+					this.pollTimer = null
+					if (this.mode === 'backoff') void this.fetch()
+				}, this.backoffMs)
+				return
+			}
+			if (this.mode !== 'fetching') {
+				// Closed while claiming: give the jobs straight back.
+				for (const job of claimed) {
+					void this.completer.add({ kind: 'released', id: job.id, token: job.lease.token })
+				}
+				return
+			}
+			for (const job of claimed) this.launch(job)
+			this.lastClaimFull = claimed.length === limit
+			if (claimed.length === limit || this.wakeRequested) continue
+			break
+		}
+		this.mode = 'idle'
+		this.pollTimer = this.deps.clock.setTimeout(() => {
+			this.pollTimer = null
+			if (this.mode === 'idle') void this.fetch()
+		}, this.settings.pollIntervalMs)
+		this.checkIdle()
+	}
+
+	private launch(job: ClaimedJob): void {
+		const def = this.deps.jobs.get(job.name)
+		if (!def) {
+			// Cannot happen (claims name only known jobs); give it back rather than lose it.
+			void this.completer.add({ kind: 'released', id: job.id, token: job.lease.token })
+			return
+		}
+		const execution = new Execution(job, def, {
+			storage: this.deps.storage,
+			clock: this.deps.clock,
+			logger: this.deps.logger,
+			observer: this.deps.observer,
+			settle: (outcome) => this.completer.add(outcome),
+			addLogs: (id, lines) => this.completer.addLogs(id, lines),
+			removeOnComplete: (d) => this.settings.retentionFor(d.name).completed === 0,
+			heartbeat: (e) => this.heartbeatOne(e),
+		})
+		this.running.set(job.id, execution)
+		const done = execution.run().finally(() => {
+			this.running.delete(job.id)
+			this.finished.delete(job.id)
+			this.release()
+		})
+		this.finished.set(job.id, done)
+	}
+
+	/** A slot freed: refill once per turn of the event loop, so a batch's completions share one claim. */
+	private release(): void {
+		if (this.refillScheduled) return
+		this.refillScheduled = true
+		setImmediate(() => {
+			this.refillScheduled = false
+			if (this.mode === 'full' || this.mode === 'idle') void this.fetch()
+			else this.checkIdle()
+		})
+	}
+
+	private checkIdle(): void {
+		if (this.mode === 'fetching' || this.running.size > 0 || this.completer.backlog > 0) return
+		if (this.mode === 'full' || this.lastClaimFull || this.refillScheduled) return
+		const waiters = this.idleWaiters
+		this.idleWaiters = []
+		for (const w of waiters) w()
+	}
+
+	/** Resolves when nothing due is left to run and nothing runs (tests, inline mode). */
+	drain(): Promise<void> {
+		if (this.mode === 'stopped') return Promise.resolve()
+		return new Promise((resolve) => {
+			this.idleWaiters.push(resolve)
+			this.lastClaimFull = true
+			this.notify()
+			if (this.mode === 'backoff') return
+			this.release()
+		})
+	}
+
+	/** Stops an execution of this process (the job was cancelled here). */
+	cancelLocal(id: string): boolean {
+		const execution = this.running.get(id)
+		if (!execution) return false
+		execution.abort('cancelled', abortErrors.cancelled())
+		return true
+	}
+
+	/** Registers a job claimed outside the fetch loop so its lease is heartbeated. */
+	adopt(job: ClaimedJob): () => void {
+		this.adopted.set(job.id, job)
+		return () => this.adopted.delete(job.id)
+	}
+
+	private scheduleHeartbeat(): void {
+		const every = Math.max(10, Math.floor(this.settings.leaseMs / 3))
+		this.heartbeatTimer = this.deps.clock.setTimeout(() => {
+			void this.heartbeatAll().finally(() => {
+				if (this.mode !== 'stopped') this.scheduleHeartbeat()
+			})
+		}, every)
+	}
+
+	private leaseOf(def: RuntimeJob | undefined): number {
+		return def?.leaseMs ?? this.settings.leaseMs
+	}
+
+	private async heartbeatAll(): Promise<void> {
+		const byLease = new Map<number, { id: string; token: string }[]>()
+		const add = (leaseMs: number, id: string, token: string) => {
+			let list = byLease.get(leaseMs)
+			if (!list) {
+				list = []
+				byLease.set(leaseMs, list)
+			}
+			list.push({ id, token })
+		}
+		for (const e of this.running.values()) add(this.leaseOf(e.def), e.job.id, e.token)
+		for (const job of this.adopted.values())
+			add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
+		for (const [leaseMs, leases] of byLease) {
+			try {
+				const lost = await this.deps.storage.heartbeat({ leases, leaseMs, now: this.deps.clock.now() })
+				for (const id of lost) await this.onLost(id)
+			} catch (err) {
+				this.deps.reportError(err, 'heartbeat')
+			}
+		}
+	}
+
+	private async heartbeatOne(execution: Execution): Promise<void> {
+		const lost = await this.deps.storage.heartbeat({
+			leases: [{ id: execution.job.id, token: execution.token }],
+			leaseMs: this.leaseOf(execution.def),
+			now: this.deps.clock.now(),
+		})
+		if (lost.length > 0) {
+			await this.onLost(execution.job.id)
+			throw new LeaseLostError(execution.job.id)
+		}
+	}
+
+	/** A lease is gone: cancelled by someone, or expired and taken over. Stop the handler. */
+	private async onLost(id: string): Promise<void> {
+		const execution = this.running.get(id)
+		if (!execution) return
+		let cancelled = false
+		try {
+			cancelled = (await this.deps.storage.getJob({ id }))?.status === 'cancelled'
+		} catch {
+			// Unknown: treat it as lost.
+		}
+		if (cancelled) execution.abort('cancelled', abortErrors.cancelled())
+		else execution.abort('lease-lost', new LeaseLostError(id))
+	}
+
+	private scheduleMaintenance(delay: number): void {
+		this.maintenanceTimer = this.deps.clock.setTimeout(() => {
+			void this.maintain().finally(() => {
+				if (this.mode !== 'stopped') this.scheduleMaintenance(this.settings.maintenanceIntervalMs)
+			})
+		}, delay)
+	}
+
+	/** Reaps expired leases, wakes waiting jobs whose time came, and prunes now and then. */
+	async maintain(): Promise<void> {
+		const now = this.deps.clock.now()
+		try {
+			const r = await this.deps.storage.reap({ now, limit: 1000 })
+			if (r.requeued.length + r.woken.length > 0) this.notify()
+			if (r.requeued.length + r.dead.length > 0) {
+				this.deps.logger.warn(
+					{ requeued: r.requeued.length, dead: r.dead.length },
+					'Reaped jobs whose worker stopped heartbeating (crashed or stalled).',
+				)
+			}
+		} catch (err) {
+			this.deps.reportError(err, 'reap')
+		}
+		if (now - this.lastPrune >= this.settings.pruneIntervalMs) {
+			this.lastPrune = now
+			await this.prune(now)
+		}
+	}
+
+	private async prune(now: number): Promise<void> {
+		const names = new Set(this.deps.jobs.keys())
+		try {
+			for (const name of names) {
+				const r = this.settings.retentionFor(name)
+				for (const status of ['completed', 'cancelled', 'dead'] as const) {
+					const before = now - r[status]
+					while (
+						(await this.deps.storage.prune({ statuses: [status], before, limit: 1000, name })) === 1000
+					) {}
+				}
+			}
+		} catch (err) {
+			this.deps.reportError(err, 'prune')
+		}
+	}
+
+	/**
+	 * Stops claiming, waits up to `timeoutMs` for running jobs, then aborts the rest and gives
+	 * their jobs back without counting an attempt. Safe to call twice.
+	 */
+	async close(timeoutMs: number): Promise<void> {
+		if (this.mode === 'stopped') {
+			await this.completer.flush()
+			return
+		}
+		this.mode = 'stopped'
+		for (const t of [this.pollTimer, this.heartbeatTimer, this.maintenanceTimer]) {
+			if (t) this.deps.clock.clearTimeout(t)
+		}
+		this.pollTimer = this.heartbeatTimer = this.maintenanceTimer = null
+		if (this.running.size > 0) {
+			const all = Promise.all(this.finished.values())
+			let timer: ReturnType<typeof setTimeout> | undefined
+			await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))])
+			clearTimeout(timer)
+			for (const e of this.running.values()) e.abort('closing', abortErrors.closing())
+			await all
+		}
+		await this.completer.flush()
+		this.completer.stop()
+		for (const w of this.idleWaiters.splice(0)) w()
+	}
+}
