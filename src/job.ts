@@ -102,12 +102,12 @@ export function createJob<const Name extends string, I extends StandardSchemaV1,
 	handler: (input: Out<I>, ctx: JobContext) => R,
 ): JobDefinition<Name, In<I>, Out<I>, Awaited<R>>
 /** Define a job with an output schema; its input type comes from the handler's parameter. */
-export function createJob<const Name extends string, O extends StandardSchemaV1, P = undefined>(
+export function createJob<const Name extends string, O extends StandardSchemaV1, P = void>(
 	options: JobOptions<Name, P, Out<O>> & { readonly input?: undefined; readonly output: O },
 	handler: JobHandler<P, In<O>>,
 ): JobDefinition<Name, P, P, Out<O>>
 /** Define a job; its input type comes from the handler's parameter (none: no input). */
-export function createJob<const Name extends string, R, P = undefined>(
+export function createJob<const Name extends string, R, P = void>(
 	options: JobOptions<Name, P, Awaited<R>> & { readonly input?: undefined; readonly output?: undefined },
 	handler: (input: P, ctx: JobContext) => R,
 ): JobDefinition<Name, P, P, Awaited<R>>

@@ -16,7 +16,7 @@ import {
 import { type Emitter, TypedEmitter } from './events.js'
 import { createIdGenerator } from './id.js'
 import { isJobDefinition, type JobDefinition, type Retention, type RuntimeJob, resolveJob } from './job.js'
-import { decodeJson, encodeJson, type JsonValue } from './json.js'
+import { decodeJson, encodeJson, type JsonText, type JsonValue } from './json.js'
 import { consoleLogger, type Logger } from './logger.js'
 import { validate } from './schema.js'
 import type {
@@ -327,6 +327,9 @@ export interface Queue<J = Record<string, unknown>> extends Emitter<QueueEvents>
 
 // ---------------------------------------------------------------------------------------------
 
+/** Marks a call made with no input argument at all. */
+const NO_INPUT: unique symbol = Symbol('no input')
+
 const DEFAULT_RETENTION = { completed: 86_400_000, cancelled: 86_400_000, dead: 30 * 86_400_000 }
 
 interface Waiter {
@@ -542,14 +545,15 @@ class QueueImpl<J> {
 		const def = this.defs.get(name)
 		const o = options ?? {}
 		const what = `The input of job '${name}'`
-		if (def?.inputSchema) await validate(def.inputSchema, input, what)
+		if (def?.inputSchema) await validate(def.inputSchema, input === NO_INPUT ? undefined : input, what)
 		if (!def && this.defs.size > 0) {
 			// A queue given its jobs knows them all: an unknown name is a typo, not a remote job.
 			throw new UnknownJobError(name, [...this.defs.keys()])
 		}
 		if (typeof name !== 'string' || name.length === 0)
 			throw new UnknownJobError(String(name), [...this.defs.keys()])
-		const text = encodeJson(input === undefined ? null : input, what)
+		// No input given at all means "no input" (stored as null); an explicit undefined is a mistake.
+		const text = input === NO_INPUT ? ('null' as JsonText) : encodeJson(input, what)
 		const now = this.clock.now()
 		let runAt = now
 		if (o.runAt !== undefined) {
@@ -566,7 +570,7 @@ class QueueImpl<J> {
 			}
 			maxAttempts = o.maxAttempts
 		} else {
-			maxAttempts = def ? def.retries(input) + 1 : 4
+			maxAttempts = def ? def.retries(input === NO_INPUT ? null : input) + 1 : 4
 		}
 		const priority = o.priority ?? def?.priority ?? 0
 		if (!Number.isInteger(priority)) throw new ConfigError(`priority must be an integer, got ${priority}.`)
@@ -622,10 +626,11 @@ class QueueImpl<J> {
 		return results
 	}
 
-	async enqueue(name: string, input?: unknown, options?: EnqueueOptions): Promise<string | null> {
+	async enqueue(name: string, ...args: [input?: unknown, options?: EnqueueOptions]): Promise<string | null> {
 		this.assertOpen()
-		const row = await this.prepare(name, input, options)
-		const [r] = await this.insert([row], [input])
+		const input = args.length === 0 ? NO_INPUT : args[0]
+		const row = await this.prepare(name, input, args[1])
+		const [r] = await this.insert([row], [input === NO_INPUT ? null : input])
 		return r!.status === 'deduped' ? null : r!.id
 	}
 
@@ -648,7 +653,7 @@ class QueueImpl<J> {
 	): Promise<ClaimHandle<unknown> | null> {
 		this.assertOpen()
 		if (!options?.dedupeKey) throw new ConfigError('claimOrEnqueue needs a dedupeKey.')
-		const row = await this.prepare(name, input, options)
+		const row = await this.prepare(name, input === undefined ? NO_INPUT : input, options)
 		await this.ready
 		const def = this.defs.get(name)
 		const leaseMs = def?.leaseMs ?? 30_000
@@ -928,14 +933,15 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 		}
 	}
 
-	async start(input?: unknown, options?: EnqueueOptions): Promise<JobHandle<unknown>> {
-		const row = await this.queue.prepare(this.name, input, options)
-		const [r] = await this.queue.insert([row], [input])
+	async start(...args: [input?: unknown, options?: EnqueueOptions]): Promise<JobHandle<unknown>> {
+		const input = args.length === 0 ? NO_INPUT : args[0]
+		const row = await this.queue.prepare(this.name, input, args[1])
+		const [r] = await this.queue.insert([row], [input === NO_INPUT ? null : input])
 		return this.handle(r!)
 	}
 
-	async run(input?: unknown, options?: EnqueueOptions): Promise<unknown> {
-		const h = await this.start(input, options)
+	async run(...args: [input?: unknown, options?: EnqueueOptions]): Promise<unknown> {
+		const h = await this.start(...args)
 		return h.result()
 	}
 

@@ -77,6 +77,15 @@ const lessEntry = (a: HeapEntry, b: HeapEntry): boolean =>
 			? a.runAt < b.runAt
 			: a.seq < b.seq
 
+const lessRunAt = (a: HeapEntry, b: HeapEntry): boolean =>
+	a.runAt !== b.runAt ? a.runAt < b.runAt : a.seq < b.seq
+
+/** Pending jobs of one name: those due, in claim order, and those not due yet, by time. */
+interface NameQueue {
+	ready: MinHeap<HeapEntry>
+	delayed: MinHeap<HeapEntry>
+}
+
 interface KeyHolders {
 	pending: Set<Row>
 	active: Set<Row>
@@ -93,7 +102,7 @@ class MemoryStorage implements Storage {
 
 	private readonly maxLogLines: number
 	private readonly rows = new Map<string, Row>()
-	private readonly heaps = new Map<string, MinHeap<HeapEntry>>()
+	private readonly queues = new Map<string, NameQueue>()
 	private readonly idempotency = new Map<string, Row>()
 	private readonly dedupe = new Map<string, KeyHolders>()
 	private readonly active = new Set<Row>()
@@ -175,7 +184,7 @@ class MemoryStorage implements Storage {
 			row.leaseExpiresAt = lease.expiresAt
 			row.startedAt = now
 		} else {
-			this.enterPending(row)
+			this.enterPending(row, now)
 		}
 		return row
 	}
@@ -226,7 +235,7 @@ class MemoryStorage implements Storage {
 		} else if (to === 'waiting') {
 			this.waiting.add(row)
 		} else if (to === 'pending') {
-			this.enterPending(row)
+			this.enterPending(row, now)
 		}
 		if (h && h.pending.size === 0 && h.active.size === 0) this.dedupe.delete(`${row.name}\0${row.dedupeKey}`)
 		if (isTerminal(to)) {
@@ -235,15 +244,30 @@ class MemoryStorage implements Storage {
 		}
 	}
 
-	private enterPending(row: Row): void {
+	private queueOf(name: string): NameQueue {
+		let q = this.queues.get(name)
+		if (!q) {
+			q = { ready: new MinHeap(lessEntry), delayed: new MinHeap(lessRunAt) }
+			this.queues.set(name, q)
+		}
+		return q
+	}
+
+	private enterPending(row: Row, now: number): void {
 		row.pendingEpoch++
 		this.holders(row)?.pending.add(row)
-		let heap = this.heaps.get(row.name)
-		if (!heap) {
-			heap = new MinHeap(lessEntry)
-			this.heaps.set(row.name, heap)
+		const q = this.queueOf(row.name)
+		const entry = { row, epoch: row.pendingEpoch, priority: row.priority, runAt: row.runAt, seq: row.seq }
+		if (row.runAt <= now) q.ready.push(entry)
+		else q.delayed.push(entry)
+	}
+
+	/** Moves entries that are due by `now` from delayed to ready. */
+	private promote(q: NameQueue, now: number): void {
+		for (let top = q.delayed.peek(); top && top.runAt <= now; top = q.delayed.peek()) {
+			q.delayed.pop()
+			if (this.isLive(top)) q.ready.push(top)
 		}
-		heap.push({ row, epoch: row.pendingEpoch, priority: row.priority, runAt: row.runAt, seq: row.seq })
 	}
 
 	private isLive(e: HeapEntry): boolean {
@@ -270,8 +294,10 @@ class MemoryStorage implements Storage {
 		const skipped: HeapEntry[] = []
 		const heaps: MinHeap<HeapEntry>[] = []
 		for (const name of params.names) {
-			const heap = this.heaps.get(name)
-			if (heap && heap.size > 0) heaps.push(heap)
+			const q = this.queues.get(name)
+			if (!q) continue
+			this.promote(q, now)
+			if (q.ready.size > 0) heaps.push(q.ready)
 		}
 		while (claimed.length < limit) {
 			// The best due head across the names this worker handles.
@@ -283,7 +309,7 @@ class MemoryStorage implements Storage {
 					heap.pop()
 					top = heap.peek()
 				}
-				if (top && top.runAt <= now && (!bestEntry || lessEntry(top, bestEntry))) {
+				if (top && (!bestEntry || lessEntry(top, bestEntry))) {
 					best = heap
 					bestEntry = top
 				}
@@ -303,7 +329,7 @@ class MemoryStorage implements Storage {
 			row.startedAt = now
 			claimed.push(toClaimed(row))
 		}
-		for (const e of skipped) this.heaps.get(e.row.name)?.push(e)
+		for (const e of skipped) this.queues.get(e.row.name)?.ready.push(e)
 		return claimed
 	}
 

@@ -363,15 +363,21 @@ export class Worker {
 			if (t) this.deps.clock.clearTimeout(t)
 		}
 		this.pollTimer = this.heartbeatTimer = this.maintenanceTimer = null
+		const bounded = (p: Promise<unknown>) => {
+			let timer: ReturnType<typeof setTimeout> | undefined
+			return Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]).finally(() =>
+				clearTimeout(timer),
+			)
+		}
 		if (this.running.size > 0) {
 			const all = Promise.all(this.finished.values())
-			let timer: ReturnType<typeof setTimeout> | undefined
-			await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))])
-			clearTimeout(timer)
+			await bounded(all)
 			for (const e of this.running.values()) e.abort('closing', abortErrors.closing())
-			await all
+			// Giving jobs back needs the storage; if it is gone, their leases expire and the reaper
+			// gives them back instead. Either way close does not hang.
+			await bounded(all)
 		}
-		await this.completer.flush()
+		await bounded(this.completer.flush())
 		this.completer.stop()
 		for (const w of this.idleWaiters.splice(0)) w()
 	}

@@ -1,0 +1,17 @@
+/**
+ * The conformance suite: the same cases against every storage. A storage's test file calls
+ * `runConformance('sqlite', factory)`; a storage is not done until all of it passes.
+ */
+import { describe } from 'vitest'
+import type { StorageFactory } from './harness.js'
+import { queueCases } from './queue-cases.js'
+import { storageCases } from './storage-cases.js'
+
+export type { StorageFactory, TestStorage } from './harness.js'
+
+export function runConformance(name: string, factory: StorageFactory): void {
+	describe(`conformance: ${name}`, () => {
+		describe('storage contract', () => storageCases(factory))
+		describe('queue', () => queueCases(factory))
+	})
+}
