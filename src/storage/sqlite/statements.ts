@@ -1,0 +1,141 @@
+/**
+ * Every SQL statement of the SQLite storage, one named statement each, prepared once at open.
+ * Named parameters (`@name`) say what each takes; positional ones (`?`) are listed in its comment.
+ */
+import type { JobStatus, StepState } from '../contract.js'
+
+/** A row of spool_jobs as the driver returns it. */
+export interface JobRecord {
+	seq: number
+	id: string
+	name: string
+	input: string
+	status: JobStatus
+	priority: number
+	run_at: number
+	attempt: number
+	max_attempts: number
+	lease_owner: string | null
+	lease_token: string | null
+	lease_expires_at: number | null
+	dedupe_key: string | null
+	dedupe_scope: string | null
+	idempotency_key: string | null
+	output: string | null
+	errors: string
+	logs: string
+	parent_id: string | null
+	created_at: number
+	updated_at: number
+	started_at: number | null
+	finished_at: number | null
+}
+
+/** A row of spool_steps. */
+export interface StepRecord {
+	job_id: string
+	step_id: string
+	name: string
+	state: StepState
+	output: string | null
+	error: string | null
+	created_at: number
+	updated_at: number
+}
+
+const CLEAR_LEASE = 'lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL'
+const HELD = "id = @id AND status = 'active' AND lease_token = @token"
+
+export const SQL = {
+	/** ? = id */
+	idById: 'SELECT id FROM spool_jobs WHERE id = ?',
+	/** ? = name, idempotency key */
+	idByIdempotency: 'SELECT id FROM spool_jobs WHERE name = ? AND idempotency_key = ?',
+	/** ? = name, dedupe key: the live jobs holding the key. */
+	dedupeHolders: `SELECT id, status FROM spool_jobs
+		WHERE name = ? AND dedupe_key = ? AND status IN ('pending', 'active') ORDER BY seq`,
+	insert: `INSERT INTO spool_jobs (id, name, input, status, priority, run_at, attempt, max_attempts,
+		lease_owner, lease_token, lease_expires_at, dedupe_key, dedupe_scope, idempotency_key, parent_id,
+		created_at, updated_at, started_at)
+		VALUES (@id, @name, @input, @status, @priority, @run_at, @attempt, @max_attempts,
+		@lease_owner, @lease_token, @lease_expires_at, @dedupe_key, @dedupe_scope, @idempotency_key, @parent_id,
+		@now, @now, @started_at)`,
+	/**
+	 * Due pending jobs of the names (a JSON array), in claim order, skipping those whose dedupe key
+	 * is held by an active job (single-flight), moved to active under the lease.
+	 */
+	claim: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
+		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
+		WHERE seq IN (
+			SELECT seq FROM spool_jobs AS j
+			WHERE status = 'pending' AND run_at <= @now
+				AND name IN (SELECT value FROM json_each(@names))
+				AND (dedupe_key IS NULL OR NOT EXISTS (
+					SELECT 1 FROM spool_jobs AS a
+					WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
+			ORDER BY priority, run_at, seq LIMIT @limit)
+		RETURNING *`,
+	claimById: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
+		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
+		WHERE id = @id AND status = 'pending' RETURNING *`,
+	/** ? = expires, now, id, token */
+	heartbeat: `UPDATE spool_jobs SET lease_expires_at = ?, updated_at = ?
+		WHERE id = ? AND status = 'active' AND lease_token = ?`,
+	/** ? = id */
+	getLogs: 'SELECT logs FROM spool_jobs WHERE id = ?',
+	/** ? = logs (JSON array), id */
+	setLogs: 'UPDATE spool_jobs SET logs = ? WHERE id = ?',
+	complete: `UPDATE spool_jobs SET status = 'completed', output = @output, finished_at = @now, updated_at = @now,
+		${CLEAR_LEASE} WHERE ${HELD} RETURNING parent_id`,
+	completeDelete: `DELETE FROM spool_jobs WHERE ${HELD} RETURNING parent_id`,
+	retry: `UPDATE spool_jobs SET status = 'pending', run_at = @run_at, updated_at = @now,
+		errors = json_insert(errors, '$[#]', json(@error)), ${CLEAR_LEASE} WHERE ${HELD} RETURNING parent_id`,
+	dead: `UPDATE spool_jobs SET status = 'dead', finished_at = @now, updated_at = @now,
+		errors = json_insert(errors, '$[#]', json(@error)), ${CLEAR_LEASE} WHERE ${HELD} RETURNING parent_id`,
+	suspend: `UPDATE spool_jobs SET status = 'waiting', attempt = attempt - 1, run_at = @run_at, updated_at = @now,
+		${CLEAR_LEASE} WHERE ${HELD}`,
+	release: `UPDATE spool_jobs SET status = 'pending', attempt = attempt - 1, run_at = @now, updated_at = @now,
+		${CLEAR_LEASE} WHERE ${HELD}`,
+	/** A waiting job to pending, now. */
+	wake: `UPDATE spool_jobs SET status = 'pending', run_at = @now, updated_at = @now
+		WHERE id = @id AND status = 'waiting'`,
+	/** ? = now, limit */
+	expired: `SELECT id, attempt, max_attempts, lease_owner, parent_id FROM spool_jobs
+		WHERE status = 'active' AND lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?`,
+	reapRequeue: `UPDATE spool_jobs SET status = 'pending', run_at = @now, updated_at = @now,
+		errors = json_insert(errors, '$[#]', json(@error)), ${CLEAR_LEASE} WHERE id = @id AND status = 'active'`,
+	reapDead: `UPDATE spool_jobs SET status = 'dead', finished_at = @now, updated_at = @now,
+		errors = json_insert(errors, '$[#]', json(@error)), ${CLEAR_LEASE} WHERE id = @id AND status = 'active'`,
+	wakeDue: `UPDATE spool_jobs SET status = 'pending', run_at = @now, updated_at = @now
+		WHERE seq IN (SELECT seq FROM spool_jobs WHERE status = 'waiting' AND run_at <= @now ORDER BY run_at LIMIT @limit)
+		RETURNING id`,
+	/** ? = id */
+	statusOf: 'SELECT status, parent_id FROM spool_jobs WHERE id = ?',
+	cancel: `UPDATE spool_jobs SET status = 'cancelled', finished_at = @now, updated_at = @now, ${CLEAR_LEASE}
+		WHERE id = @id`,
+	replayIds: `UPDATE spool_jobs SET status = 'pending', attempt = 0, run_at = @now, finished_at = NULL, updated_at = @now
+		WHERE status = 'dead' AND id IN (SELECT value FROM json_each(@ids)) RETURNING id, seq`,
+	replayName: `UPDATE spool_jobs SET status = 'pending', attempt = 0, run_at = @now, finished_at = NULL, updated_at = @now
+		WHERE status = 'dead' AND name = @name RETURNING id, seq`,
+	prune: `DELETE FROM spool_jobs WHERE seq IN (
+		SELECT seq FROM spool_jobs WHERE status IN (SELECT value FROM json_each(@statuses))
+			AND finished_at < @before AND (@name IS NULL OR name = @name) LIMIT @limit)`,
+	/** ? = id */
+	getJob: 'SELECT * FROM spool_jobs WHERE id = ?',
+	listJobs: `SELECT * FROM spool_jobs WHERE seq < @below
+		AND (@name IS NULL OR name = @name) AND (@status IS NULL OR status = @status)
+		AND (@parent IS NULL OR parent_id = @parent)
+		ORDER BY seq DESC LIMIT @limit`,
+	stats: `SELECT name, status, count(*) AS n FROM spool_jobs WHERE @name IS NULL OR name = @name
+		GROUP BY name, status`,
+	/** ? = job id */
+	getSteps: 'SELECT * FROM spool_steps WHERE job_id = ? ORDER BY seq',
+	/** ? = job id, token */
+	holds: "SELECT 1 FROM spool_jobs WHERE id = ? AND status = 'active' AND lease_token = ?",
+	saveStep: `INSERT INTO spool_steps (job_id, step_id, seq, name, state, output, error, created_at, updated_at)
+		VALUES (@job_id, @step_id, (SELECT coalesce(max(seq), 0) + 1 FROM spool_steps WHERE job_id = @job_id),
+			@name, @state, @output, @error, @now, @now)
+		ON CONFLICT (job_id, step_id) DO UPDATE SET state = excluded.state, output = excluded.output,
+			error = excluded.error, updated_at = excluded.updated_at
+		WHERE spool_steps.state != 'completed'`,
+} as const
