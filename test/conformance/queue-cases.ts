@@ -2,7 +2,7 @@
  * Queue cases: the public API and the worker runtime over each storage, on the controllable
  * clock, so retries, backoff and leases are checked without sleeping.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, expect, it } from 'vitest'
 import { z } from 'zod'
 import {
 	CancelledError,
