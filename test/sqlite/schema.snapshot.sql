@@ -1,0 +1,11 @@
+CREATE TRIGGER spool_jobs_delete_steps AFTER DELETE ON spool_jobs BEGIN DELETE FROM spool_steps WHERE job_id = OLD.id; END;
+CREATE TABLE spool_jobs ( seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, input TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'waiting', 'completed', 'dead', 'cancelled')), priority INTEGER NOT NULL, run_at INTEGER NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL, lease_owner TEXT, lease_token TEXT, lease_expires_at INTEGER, dedupe_key TEXT, dedupe_scope TEXT, idempotency_key TEXT, output TEXT, errors TEXT NOT NULL DEFAULT '[]', logs TEXT NOT NULL DEFAULT '[]', parent_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER );
+CREATE TABLE spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE spool_steps ( job_id TEXT NOT NULL, step_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('started', 'completed', 'failed')), output TEXT, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (job_id, step_id) ) WITHOUT ROWID;
+CREATE INDEX spool_jobs_claim ON spool_jobs (priority, run_at, seq) WHERE status = 'pending';
+CREATE INDEX spool_jobs_dedupe ON spool_jobs (name, dedupe_key, status) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'active');
+CREATE INDEX spool_jobs_finished ON spool_jobs (status, finished_at) WHERE finished_at IS NOT NULL;
+CREATE UNIQUE INDEX spool_jobs_idempotency ON spool_jobs (name, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX spool_jobs_lease ON spool_jobs (lease_expires_at) WHERE status = 'active';
+CREATE INDEX spool_jobs_parent ON spool_jobs (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX spool_jobs_waiting ON spool_jobs (run_at) WHERE status = 'waiting';
