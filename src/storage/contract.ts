@@ -240,6 +240,13 @@ export interface Storage {
 	readonly description: string
 	readonly capabilities: StorageCapabilities
 
+	/**
+	 * Push wake-ups, for storages with `capabilities.push`: calls `listener` when jobs may have
+	 * become claimable in another process (e.g. PostgreSQL NOTIFY after an enqueue). Returns an
+	 * unsubscribe function. Polling stays the backstop, so a missed call delays, never loses.
+	 */
+	subscribe?(listener: () => void): () => void
+
 	/** Opens and migrates. Idempotent; every other method may be called only after it resolved. */
 	open(): Promise<void>
 	/** Releases files, connections and timers. Safe to call twice or before `open`. */

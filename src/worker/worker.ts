@@ -74,6 +74,7 @@ export class Worker {
 	private backoffMs = 0
 	private idleWaiters: (() => void)[] = []
 	private lastClaimFull = false
+	private unsubscribe: (() => void) | null = null
 
 	constructor(
 		private readonly settings: WorkerSettings,
@@ -93,6 +94,8 @@ export class Worker {
 		this.lastPrune = this.deps.clock.now()
 		this.scheduleHeartbeat()
 		this.scheduleMaintenance(0)
+		// Storages that can push say when other processes enqueue; the poll remains the backstop.
+		this.unsubscribe = this.deps.storage.subscribe?.(() => this.notify()) ?? null
 		this.notify()
 	}
 
@@ -359,6 +362,8 @@ export class Worker {
 			return
 		}
 		this.mode = 'stopped'
+		this.unsubscribe?.()
+		this.unsubscribe = null
 		for (const t of [this.pollTimer, this.heartbeatTimer, this.maintenanceTimer]) {
 			if (t) this.deps.clock.clearTimeout(t)
 		}
