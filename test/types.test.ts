@@ -41,7 +41,7 @@ describe('typed jobs', () => {
 
 	it('types bare handlers and producer-only job maps (seed 001)', () => {
 		const handlers = {
-			send_email: async (payload: { to: string }, _ctx: JobContext) => {},
+			send_email: async (_payload: { to: string }, _ctx: JobContext) => {},
 			heavy_task: async (payload: { duration: number }) => payload.duration,
 		}
 		const queue = createQueue({ jobs: handlers, worker: false })
