@@ -359,6 +359,7 @@ class QueueImpl<J> {
 	private readonly retention: { completed: number; cancelled: number; dead: number }
 	private readonly retentionByName = new Map<string, { completed: number; cancelled: number; dead: number }>()
 	private readonly pollIntervalMs: number
+	private readonly leaseMs: number
 	private closed = false
 	private closing: Promise<void> | null = null
 
@@ -399,6 +400,7 @@ class QueueImpl<J> {
 		const workerOpts: WorkerOptions = typeof options.worker === 'object' ? options.worker : {}
 		this.inline = workerOpts.inline === true
 		this.pollIntervalMs = parseDuration(workerOpts.pollInterval ?? '1s', 'worker.pollInterval')
+		this.leaseMs = parseDuration(workerOpts.lease ?? '30s', 'worker.lease')
 		const concurrency = workerOpts.concurrency ?? options.concurrency ?? 10
 		if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
 			throw new ConfigError(`concurrency must be a whole number >= 1, got ${concurrency}.`)
@@ -414,7 +416,7 @@ class QueueImpl<J> {
 						concurrency,
 						batchSize,
 						pollIntervalMs: this.pollIntervalMs,
-						leaseMs: parseDuration(workerOpts.lease ?? '30s', 'worker.lease'),
+						leaseMs: this.leaseMs,
 						maintenanceIntervalMs: parseDuration(
 							workerOpts.maintenanceInterval ?? '1s',
 							'worker.maintenanceInterval',
@@ -656,7 +658,7 @@ class QueueImpl<J> {
 		const row = await this.prepare(name, input === undefined ? NO_INPUT : input, options)
 		await this.ready
 		const def = this.defs.get(name)
-		const leaseMs = def?.leaseMs ?? 30_000
+		const leaseMs = def?.leaseMs ?? this.leaseMs
 		const r = await this.storage.claimOrEnqueue({
 			job: { ...row, dedupeKey: options.dedupeKey },
 			owner: this.worker?.owner ?? 'claimOrEnqueue',
@@ -773,6 +775,7 @@ class QueueImpl<J> {
 				if (pollTimer) this.clock.clearTimeout(pollTimer)
 				clearTimeout(timeoutTimer)
 				set.delete(waiter)
+				if (set.size === 0 && this.waiters.get(id) === set) this.waiters.delete(id)
 			}
 			const waiter: Waiter = {
 				resolve: (v) => {
@@ -806,7 +809,7 @@ class QueueImpl<J> {
 					if (!row) return waiter.reject(new JobNotFoundError(id))
 					if (isTerminal(row.status)) return settleFromRow(row, waiter)
 				} catch (err) {
-					this.reportError(err, 'claim')
+					this.reportError(err, 'result')
 				}
 				if (set.has(waiter) && !this.closed) pollTimer = this.clock.setTimeout(check, this.pollIntervalMs)
 			}

@@ -21,7 +21,7 @@ import { Completer } from './completer.js'
 import { abortErrors, Execution, type ExecutionObserver } from './executor.js'
 
 /** Where a runtime error came from. */
-export type RuntimeErrorSource = 'claim' | 'settle' | 'heartbeat' | 'reap' | 'prune'
+export type RuntimeErrorSource = 'claim' | 'settle' | 'heartbeat' | 'reap' | 'prune' | 'result'
 
 /** The worker's settings, resolved by the queue. */
 export interface WorkerSettings {
@@ -75,6 +75,7 @@ export class Worker {
 	private idleWaiters: (() => void)[] = []
 	private lastClaimFull = false
 	private unsubscribe: (() => void) | null = null
+	private claimLeaseMs = 0
 
 	constructor(
 		private readonly settings: WorkerSettings,
@@ -91,6 +92,7 @@ export class Worker {
 	start(): void {
 		if (this.mode !== 'stopped') return
 		this.mode = 'idle'
+		this.claimLeaseMs = this.shortestLease()
 		this.lastPrune = this.deps.clock.now()
 		this.scheduleHeartbeat()
 		this.scheduleMaintenance(0)
@@ -138,7 +140,7 @@ export class Worker {
 								names,
 								owner: this.owner,
 								limit,
-								leaseMs: this.settings.leaseMs,
+								leaseMs: this.claimLeaseMs,
 								now: this.deps.clock.now(),
 							})
 				this.backoffMs = 0
@@ -244,8 +246,16 @@ export class Worker {
 		return () => this.adopted.delete(job.id)
 	}
 
+	/** The shortest lease of any job: claims use it, and heartbeats come every third of it. */
+	private shortestLease(): number {
+		let ms = this.settings.leaseMs
+		for (const def of this.deps.jobs.values())
+			if (def.leaseMs !== undefined && def.leaseMs < ms) ms = def.leaseMs
+		return ms
+	}
+
 	private scheduleHeartbeat(): void {
-		const every = Math.max(10, Math.floor(this.settings.leaseMs / 3))
+		const every = Math.max(10, Math.floor(this.shortestLease() / 3))
 		this.heartbeatTimer = this.deps.clock.setTimeout(() => {
 			void this.heartbeatAll().finally(() => {
 				if (this.mode !== 'stopped') this.scheduleHeartbeat()

@@ -146,6 +146,27 @@ export function queueCases(factory: StorageFactory): void {
 		expect(job!.errors.map((e) => e.name)).toEqual(['TimeoutError', 'TimeoutError'])
 	})
 
+	it('heartbeats keep a long job with a short lease of its own alive', async () => {
+		const entered = signal()
+		const release = signal()
+		const long = createJob({ name: 'long', lease: '3s' }, async () => {
+			entered.resolve()
+			await release.promise
+			return 'done'
+		})
+		const q = open({ long }) // the queue's own lease is 30s
+		const leaseLost: string[] = []
+		q.on('leaseLost', (e) => leaseLost.push(e.id))
+		const h = await q.jobs.long.start()
+		await entered.promise
+		for (let i = 0; i < 20; i++) await clock.advance(500) // 10 s of work, in steps
+		await q.maintain()
+		expect((await q.getJob(h.id))!.status).toBe('active')
+		release.resolve()
+		expect(await h.result()).toBe('done')
+		expect(leaseLost).toEqual([])
+	})
+
 	it('records non-Error throws readably', async () => {
 		const values: unknown[] = ['a string', null, { code: 42 }]
 		const thrower = createJob({ name: 'thrower', retry: 0 }, async (i: number) => {
