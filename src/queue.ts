@@ -14,6 +14,7 @@ import {
 	UnknownJobError,
 } from './errors.js'
 import { type Emitter, TypedEmitter } from './events.js'
+import { type BackoffFunction, type BackoffOption, resolveBackoff } from './flow/backoff.js'
 import { createIdGenerator } from './id.js'
 import { isJobDefinition, type JobDefinition, type Retention, type RuntimeJob, resolveJob } from './job.js'
 import { decodeJson, encodeJson, type JsonText, type JsonValue } from './json.js'
@@ -82,6 +83,8 @@ export interface EnqueueOptions {
 	readonly priority?: number
 	/** Attempts in all, first included; overrides the job's `retry + 1`. */
 	readonly maxAttempts?: number
+	/** The wait between retries of this run, overriding the job's (a duration, config or list). */
+	readonly backoff?: Exclude<BackoffOption, BackoffFunction>
 	/** While a job of this name with this key is pending (or active, per scope), enqueue does nothing. */
 	readonly dedupeKey?: string
 	/** `pending+active` (default): no duplicate while one waits or runs. `pending`: one may wait behind one running. */
@@ -554,8 +557,13 @@ class QueueImpl<J> {
 		}
 		if (typeof name !== 'string' || name.length === 0)
 			throw new UnknownJobError(String(name), [...this.defs.keys()])
-		// No input given at all means "no input" (stored as null); an explicit undefined is a mistake.
-		const text = input === NO_INPUT ? ('null' as JsonText) : encodeJson(input, what)
+		// No input given at all means "no input" (stored as null), and so does undefined for a job that
+		// takes none (no schema, a handler with no parameters); any other undefined is a mistake.
+		const takesNone = def !== undefined && !def.inputSchema && def.handler.length === 0
+		const text =
+			input === NO_INPUT || (input === undefined && takesNone)
+				? ('null' as JsonText)
+				: encodeJson(input, what)
 		const now = this.clock.now()
 		let runAt = now
 		if (o.runAt !== undefined) {
@@ -602,6 +610,7 @@ class QueueImpl<J> {
 			dedupeScope: o.dedupeScope ?? 'pending+active',
 			idempotencyKey: o.idempotencyKey ?? null,
 			parentId: parent ? parent.jobId : null,
+			backoff: o.backoff === undefined ? null : encodeBackoff(o.backoff),
 		}
 	}
 
@@ -695,7 +704,10 @@ class QueueImpl<J> {
 				at: now,
 			}
 			if (kind === 'retry' && job.attempt < job.maxAttempts) {
-				const runAt = now + (def ? def.backoff.delay(job.attempt, input) : 1000)
+				const policy = job.backoff
+					? resolveBackoff(decodeJson<BackoffOption>(job.backoff), job.name)
+					: def?.backoff
+				const runAt = now + (policy ? policy.delay(job.attempt, input) : 1000)
 				await this.storage.settle({
 					outcomes: [{ kind: 'retry', id: job.id, token, error: stored, runAt }],
 					now,
@@ -843,6 +855,14 @@ class QueueImpl<J> {
 		})()
 		return this.closing
 	}
+}
+
+/** Checks a per-enqueue retry policy now (a bad one is a ConfigError here, not at retry time). */
+function encodeBackoff(option: Exclude<BackoffOption, BackoffFunction>): JsonText {
+	if (typeof option === 'function')
+		throw new ConfigError('An enqueue backoff cannot be a function: it is stored.')
+	resolveBackoff(option, 'enqueue option')
+	return encodeJson(option, 'The backoff option')
 }
 
 function settleFromRow(row: JobRow, waiter: Waiter): void {

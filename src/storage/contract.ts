@@ -89,6 +89,8 @@ export interface JobRow {
 	readonly logs: readonly string[]
 	/** The job that started this one as a child, if any. */
 	readonly parentId: string | null
+	/** A retry policy given at enqueue (JSON of a duration, config or list), overriding the job's. */
+	readonly backoff: JsonText | null
 	readonly createdAt: number
 	readonly updatedAt: number
 	/** When the current or last attempt started. */
@@ -110,6 +112,8 @@ export interface NewJob {
 	readonly dedupeScope: DedupeScope
 	readonly idempotencyKey: string | null
 	readonly parentId: string | null
+	/** A retry policy given at enqueue (JSON), overriding the job's; null for the job's own. */
+	readonly backoff: JsonText | null
 }
 
 /** What became of one job given to `enqueue`. */
@@ -131,6 +135,8 @@ export interface ClaimedJob {
 	readonly maxAttempts: number
 	readonly priority: number
 	readonly parentId: string | null
+	/** The retry policy given at enqueue, if any (JSON). */
+	readonly backoff: JsonText | null
 	readonly createdAt: number
 	readonly lease: Lease
 }

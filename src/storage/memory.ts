@@ -52,6 +52,7 @@ interface Row {
 	errors: AttemptError[]
 	logs: string[]
 	parentId: string | null
+	backoff: JsonText | null
 	createdAt: number
 	updatedAt: number
 	startedAt: number | null
@@ -165,6 +166,7 @@ class MemoryStorage implements Storage {
 			errors: [],
 			logs: [],
 			parentId: job.parentId,
+			backoff: job.backoff,
 			createdAt: now,
 			updatedAt: now,
 			startedAt: null,
@@ -632,6 +634,7 @@ function toClaimed(row: Row): ClaimedJob {
 		maxAttempts: row.maxAttempts,
 		priority: row.priority,
 		parentId: row.parentId,
+		backoff: row.backoff,
 		createdAt: row.createdAt,
 		lease: { owner: row.leaseOwner!, token: row.leaseToken!, expiresAt: row.leaseExpiresAt },
 	}
@@ -658,6 +661,7 @@ function toJobRow(row: Row): JobRow {
 		errors: [...row.errors],
 		logs: [...row.logs],
 		parentId: row.parentId,
+		backoff: row.backoff,
 		createdAt: row.createdAt,
 		updatedAt: row.updatedAt,
 		startedAt: row.startedAt,

@@ -17,6 +17,7 @@ import {
 	toError,
 	ValidationError,
 } from '../errors.js'
+import { type BackoffOption, type ResolvedBackoff, resolveBackoff } from '../flow/backoff.js'
 import type { RuntimeJob, SettledResult } from '../job.js'
 import { decodeJson, encodeOutput, type JsonText } from '../json.js'
 import type { Logger } from '../logger.js'
@@ -254,7 +255,7 @@ export class Execution {
 			} catch (err) {
 				deps.logger.error({ jobId: job.id, err }, 'retry(input) threw; using the stored maxAttempts')
 			}
-			if (job.attempt < allowed) retryAt = now + def.backoff.delay(job.attempt, this.input)
+			if (job.attempt < allowed) retryAt = now + this.backoff().delay(job.attempt, this.input)
 		}
 		const stored = attemptError(error, job.attempt, now)
 		const ok = await deps.settle(
@@ -269,6 +270,12 @@ export class Execution {
 			await this.callHook('onFailure', () => def.hooks.onFailure?.(this.input, error))
 			await this.settled({ failure: error })
 		}
+	}
+
+	/** This run's retry policy: one given at enqueue, else the job's. */
+	private backoff(): ResolvedBackoff<unknown> {
+		if (this.job.backoff === null) return this.def.backoff
+		return resolveBackoff(decodeJson<BackoffOption>(this.job.backoff), `Job '${this.job.name}'`)
 	}
 
 	private refused(): void {

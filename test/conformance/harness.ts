@@ -41,6 +41,7 @@ export function newJob(over: Partial<NewJob> & { name?: string } = {}): NewJob {
 		dedupeScope: over.dedupeScope ?? 'pending+active',
 		idempotencyKey: over.idempotencyKey ?? null,
 		parentId: over.parentId ?? null,
+		backoff: over.backoff ?? null,
 	}
 }
 

@@ -109,6 +109,25 @@ export function queueCases(factory: StorageFactory): void {
 		expect(await q.dead.replayAll('flaky')).toBe(0)
 	})
 
+	it("a backoff given at enqueue overrides the job's", async () => {
+		const failing = createJob({ name: 'failing', retry: 3, backoff: '1h' }, async () => {
+			throw new Error('no')
+		})
+		const q = open({ failing })
+		const retryAts: (Date | null)[] = []
+		q.on('failed', (e) => retryAts.push(e.retryAt))
+		await q.jobs.failing.start(undefined, { backoff: ['5s', '7s'] })
+		await q.drain()
+		const t0 = clock.now()
+		expect(retryAts).toEqual([new Date(t0 + 5000)])
+		await clock.advance(5000)
+		await q.drain()
+		expect(retryAts[1]).toEqual(new Date(t0 + 5000 + 7000))
+		await expect(q.enqueue('failing', undefined, { backoff: { initial: '1s', jitter: 7 } })).rejects.toThrow(
+			/jitter/,
+		)
+	})
+
 	it('FatalError and ctx.failFatal skip retries', async () => {
 		const a = createJob({ name: 'a', retry: 5 }, async () => {
 			throw new FatalError('bad request')

@@ -27,7 +27,13 @@ export function storageCases(factory: StorageFactory): void {
 
 	describe('enqueue', () => {
 		it('stores a job with every field', async () => {
-			const job = newJob({ name: 'email', priority: 3, maxAttempts: 5, input: json({ to: 'a@b.c' }) })
+			const job = newJob({
+				name: 'email',
+				priority: 3,
+				maxAttempts: 5,
+				input: json({ to: 'a@b.c' }),
+				backoff: json({ initial: '1s' }),
+			})
 			expect(await s.enqueue({ jobs: [job], now: T0 })).toEqual([{ status: 'created', id: job.id }])
 			const row = await s.getJob({ id: job.id })
 			expect(row).toMatchObject({
@@ -42,9 +48,12 @@ export function storageCases(factory: StorageFactory): void {
 				output: null,
 				errors: [],
 				parentId: null,
+				backoff: json({ initial: '1s' }),
 				createdAt: T0,
 				finishedAt: null,
 			})
+			const [claimed] = await s.claim(claimParams({ names: ['email'] }))
+			expect(claimed!.backoff).toBe(json({ initial: '1s' }))
 			expect(JSON.parse(row!.input)).toEqual({ to: 'a@b.c' })
 		})
 

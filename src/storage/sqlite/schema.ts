@@ -32,6 +32,7 @@ CREATE TABLE spool_jobs (
   errors TEXT NOT NULL DEFAULT '[]',
   logs TEXT NOT NULL DEFAULT '[]',
   parent_id TEXT,
+  backoff TEXT,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   started_at INTEGER,

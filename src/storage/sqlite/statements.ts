@@ -25,6 +25,7 @@ export interface JobRecord {
 	errors: string
 	logs: string
 	parent_id: string | null
+	backoff: string | null
 	created_at: number
 	updated_at: number
 	started_at: number | null
@@ -56,10 +57,10 @@ export const SQL = {
 		WHERE name = ? AND dedupe_key = ? AND status IN ('pending', 'active') ORDER BY seq`,
 	insert: `INSERT INTO spool_jobs (id, name, input, status, priority, run_at, attempt, max_attempts,
 		lease_owner, lease_token, lease_expires_at, dedupe_key, dedupe_scope, idempotency_key, parent_id,
-		created_at, updated_at, started_at)
+		backoff, created_at, updated_at, started_at)
 		VALUES (@id, @name, @input, @status, @priority, @run_at, @attempt, @max_attempts,
 		@lease_owner, @lease_token, @lease_expires_at, @dedupe_key, @dedupe_scope, @idempotency_key, @parent_id,
-		@now, @now, @started_at)`,
+		@backoff, @now, @now, @started_at)`,
 	/**
 	 * Due pending jobs of the names (a JSON array), in claim order, skipping those whose dedupe key
 	 * is held by an active job (single-flight), moved to active under the lease.

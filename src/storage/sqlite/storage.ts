@@ -227,6 +227,7 @@ export class SqliteStorage implements Storage {
 			dedupe_scope: job.dedupeKey === null ? null : job.dedupeScope,
 			idempotency_key: job.idempotencyKey,
 			parent_id: job.parentId,
+			backoff: job.backoff,
 			now,
 			started_at: lease ? now : null,
 		})
@@ -578,6 +579,7 @@ function toClaimed(r: JobRecord): ClaimedJob {
 		maxAttempts: r.max_attempts,
 		priority: r.priority,
 		parentId: r.parent_id,
+		backoff: r.backoff as JsonText | null,
 		createdAt: r.created_at,
 		lease: { owner: r.lease_owner!, token: r.lease_token!, expiresAt: r.lease_expires_at! },
 	}
@@ -604,6 +606,7 @@ function toJobRow(r: JobRecord): JobRow {
 		errors: JSON.parse(r.errors) as AttemptError[],
 		logs: JSON.parse(r.logs) as string[],
 		parentId: r.parent_id,
+		backoff: r.backoff as JsonText | null,
 		createdAt: r.created_at,
 		updatedAt: r.updated_at,
 		startedAt: r.started_at,
