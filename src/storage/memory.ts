@@ -122,13 +122,18 @@ class MemoryStorage implements Storage {
 		return params.jobs.map((job) => this.insert(job, params.now))
 	}
 
-	private insert(job: NewJob, now: number): EnqueueResult {
+	/** The job kept under this job's id or idempotency key, if any. */
+	private kept(job: NewJob): Row | undefined {
 		const same = this.rows.get(job.id)
-		if (same) return { status: 'existing', id: same.id }
-		if (job.idempotencyKey !== null) {
-			const existing = this.idempotency.get(`${job.name}\0${job.idempotencyKey}`)
-			if (existing) return { status: 'existing', id: existing.id }
-		}
+		if (same) return same
+		return job.idempotencyKey === null
+			? undefined
+			: this.idempotency.get(`${job.name}\0${job.idempotencyKey}`)
+	}
+
+	private insert(job: NewJob, now: number): EnqueueResult {
+		const existing = this.kept(job)
+		if (existing) return { status: 'existing', id: existing.id }
 		if (job.dedupeKey !== null) {
 			const holders = this.dedupe.get(`${job.name}\0${job.dedupeKey}`)
 			if (holders) {
@@ -346,9 +351,13 @@ class MemoryStorage implements Storage {
 		const holders = this.dedupe.get(`${job.name}\0${job.dedupeKey}`)
 		const pending = holders ? first(holders.pending) : undefined
 		const active = holders ? first(holders.active) : undefined
+		const kept = pending || active ? undefined : this.kept(job)
+		if (kept) return { status: 'deduped', id: kept.id }
 		if (active) {
 			if (pending) return { status: 'deduped', id: pending.id }
 			if (job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
+			const behind = this.kept(job)
+			if (behind) return { status: 'deduped', id: behind.id }
 			this.create(job, now, null)
 			return { status: 'enqueued', id: job.id }
 		}

@@ -441,6 +441,29 @@ export function storageCases(factory: StorageFactory): void {
 			expect(await s.getJob({ id: 'c5' })).toBeNull()
 		})
 
+		it('leaves a job kept under the same id or idempotency key alone', async () => {
+			const job = (id: string, idempotencyKey: string | null = null) => ({
+				...newJob({ id, dedupeKey: 'k', idempotencyKey }),
+				dedupeKey: 'k',
+			})
+			const first = await s.claimOrEnqueue({ job: job('a', 'once'), owner: 'o', leaseMs: 1000, now: T0 })
+			if (first.status !== 'claimed') throw new Error('expected a claim')
+			await s.settle({
+				outcomes: [{ kind: 'completed', id: 'a', token: first.job.lease.token, output: json(1) }],
+				now: T0,
+			})
+			expect(await s.claimOrEnqueue({ job: job('a'), owner: 'o', leaseMs: 1000, now: T0 })).toEqual({
+				status: 'deduped',
+				id: 'a',
+			})
+			expect(await s.claimOrEnqueue({ job: job('b', 'once'), owner: 'o', leaseMs: 1000, now: T0 })).toEqual({
+				status: 'deduped',
+				id: 'a',
+			})
+			expect((await s.getJob({ id: 'a' }))!).toMatchObject({ status: 'completed', attempt: 1 })
+			expect(await s.getJob({ id: 'b' })).toBeNull()
+		})
+
 		it("with scope 'pending+active' does not queue behind a running one", async () => {
 			const job = (id: string) => ({ ...newJob({ id, dedupeKey: 'k' }), dedupeKey: 'k' })
 			await s.claimOrEnqueue({ job: job('a'), owner: 'o', leaseMs: 1000, now: T0 })

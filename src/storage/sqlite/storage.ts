@@ -276,8 +276,10 @@ export class SqliteStorage implements Storage {
 			if (active) {
 				if (pending) return { status: 'deduped', id: pending.id }
 				if (job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
-				this.insertOne({ ...job, dedupeScope: 'pending' }, now)
-				return { status: 'enqueued', id: job.id }
+				const queued = this.insertOne({ ...job, dedupeScope: 'pending' }, now)
+				return queued.status === 'created'
+					? { status: 'enqueued', id: job.id }
+					: { status: 'deduped', id: queued.id }
 			}
 			if (pending) {
 				const row = s.claimById.get({
@@ -289,7 +291,8 @@ export class SqliteStorage implements Storage {
 				}) as JobRecord
 				return { status: 'claimed', job: toClaimed(row) }
 			}
-			this.insertOne(job, now, lease)
+			const inserted = this.insertOne(job, now, lease)
+			if (inserted.status !== 'created') return { status: 'deduped', id: inserted.id }
 			return { status: 'claimed', job: toClaimed(s.getJob.get(job.id) as JobRecord) }
 		})
 	}
