@@ -1,0 +1,127 @@
+/**
+ * The baseline: a raw better-sqlite3 loop running spool's own insert, claim and complete statements
+ * (src/storage/sqlite/statements.ts) on spool's schema, in WAL mode with synchronous=FULL, with
+ * nothing around them: no worker, no promises, no handler. It is what the storage could do if the
+ * rest of spool cost nothing, so spool's numbers are reported as ratios to it.
+ */
+import Database from 'better-sqlite3'
+import { createIdGenerator, createLeaseToken } from '../../src/id.js'
+import { SQL } from '../../src/storage/sqlite/statements.js'
+import { SqliteStorage } from '../../src/storage/sqlite/storage.js'
+import { rate } from './util.js'
+
+/** A spool schema in a fresh file, opened raw. */
+async function openRaw(path: string, synchronous: 'FULL' | 'NORMAL'): Promise<Database.Database> {
+	const storage = new SqliteStorage({ path })
+	await storage.open()
+	await storage.close()
+	const db = new Database(path)
+	db.pragma('journal_mode = WAL')
+	db.pragma(`synchronous = ${synchronous}`)
+	return db
+}
+
+function row(id: string, now: number) {
+	return {
+		id,
+		name: 'noop',
+		input: '{"i":1}',
+		status: 'pending',
+		priority: 0,
+		run_at: now,
+		attempt: 0,
+		max_attempts: 4,
+		lease_owner: null,
+		lease_token: null,
+		lease_expires_at: null,
+		dedupe_key: null,
+		dedupe_scope: null,
+		idempotency_key: null,
+		parent_id: null,
+		backoff: null,
+		now,
+		started_at: null,
+	}
+}
+
+/** Inserts `jobs` jobs, one transaction each (one fsync each). */
+export async function rawEnqueueOne(path: string, jobs: number): Promise<number> {
+	const db = await openRaw(path, 'FULL')
+	const insert = db.prepare(SQL.insert)
+	const nextId = createIdGenerator()
+	const one = db.transaction((id: string) => insert.run(row(id, Date.now())))
+	const t0 = performance.now()
+	for (let i = 0; i < jobs; i++) one.immediate(nextId())
+	const ms = performance.now() - t0
+	db.close()
+	return rate(jobs, ms)
+}
+
+/** Inserts `jobs` jobs, `batch` per transaction. */
+export async function rawEnqueueBulk(path: string, jobs: number, batch: number): Promise<number> {
+	const db = await openRaw(path, 'FULL')
+	const insert = db.prepare(SQL.insert)
+	const nextId = createIdGenerator()
+	const many = db.transaction((ids: string[]) => {
+		const now = Date.now()
+		for (const id of ids) insert.run(row(id, now))
+	})
+	const t0 = performance.now()
+	for (let done = 0; done < jobs; done += batch) {
+		const ids: string[] = []
+		for (let i = 0; i < Math.min(batch, jobs - done); i++) ids.push(nextId())
+		many.immediate(ids)
+	}
+	const ms = performance.now() - t0
+	db.close()
+	return rate(jobs, ms)
+}
+
+/**
+ * Processes `jobs` pending jobs `concurrency` at a time: claim up to `concurrency` in one
+ * transaction, complete them all in another, repeat. Two commits (two fsyncs) per batch, as a
+ * worker at that concurrency does at best.
+ */
+export async function rawProcess(
+	path: string,
+	jobs: number,
+	concurrency: number,
+	synchronous: 'FULL' | 'NORMAL' = 'FULL',
+): Promise<number> {
+	const db = await openRaw(path, synchronous)
+	const insert = db.prepare(SQL.insert)
+	const nextId = createIdGenerator()
+	const now0 = Date.now()
+	db.transaction(() => {
+		for (let i = 0; i < jobs; i++) insert.run(row(nextId(), now0))
+	}).immediate()
+	const claim = db.prepare(SQL.claim)
+	const complete = db.prepare(SQL.complete)
+	const names = JSON.stringify(['noop'])
+	const claimBatch = db.transaction(
+		(now: number) =>
+			claim.all({
+				names,
+				owner: 'raw',
+				token: createLeaseToken(),
+				expires: now + 30_000,
+				now,
+				limit: concurrency,
+			}) as { id: string; lease_token: string }[],
+	)
+	const completeBatch = db.transaction((rows: { id: string; lease_token: string }[], now: number) => {
+		for (const r of rows) complete.get({ id: r.id, token: r.lease_token, output: 'null', now })
+	})
+	const t0 = performance.now()
+	let done = 0
+	for (;;) {
+		const rows = claimBatch.immediate(Date.now())
+		if (rows.length === 0) break
+		completeBatch.immediate(rows, Date.now())
+		done += rows.length
+	}
+	const ms = performance.now() - t0
+	db.close()
+	if (done !== jobs) throw new Error(`raw loop processed ${done} of ${jobs}`)
+	return rate(jobs, ms)
+}
