@@ -61,6 +61,7 @@ export {
 	type Queue,
 	type QueueEvents,
 	type QueueOptions,
+	type TransactionClient,
 	type WorkerOptions,
 } from './queue.js'
 export type { StandardSchemaV1 } from './schema.js'

@@ -91,6 +91,16 @@ export interface EnqueueOptions {
 	readonly dedupeScope?: DedupeScope
 	/** Enqueueing again with this key returns the job made the first time, for as long as it is kept. */
 	readonly idempotencyKey?: string
+	/**
+	 * Your own open transaction (a `pg` client after `BEGIN`): the job is inserted inside it and
+	 * exists only if it commits. PostgreSQL storage only; other storages refuse it.
+	 */
+	readonly tx?: TransactionClient
+}
+
+/** A database connection in an open transaction, as `pg`'s Client and PoolClient are. */
+export interface TransactionClient {
+	query(text: string, values?: unknown[]): Promise<unknown>
 }
 
 /** Worker settings of a queue. */
@@ -332,6 +342,15 @@ export interface Queue<J = Record<string, unknown>> extends Emitter<QueueEvents>
 
 /** Marks a call made with no input argument at all. */
 const NO_INPUT: unique symbol = Symbol('no input')
+
+/** The one transaction a batch of enqueues runs in: every item names the same `tx`, or none does. */
+function sharedTx(items: readonly { readonly options?: EnqueueOptions }[]): TransactionClient | undefined {
+	const tx = items[0]?.options?.tx
+	if (items.some((i) => i.options?.tx !== tx)) {
+		throw new ConfigError('The jobs of one enqueueMany/startMany must all name the same tx, or none.')
+	}
+	return tx
+}
 
 const DEFAULT_RETENTION = { completed: 86_400_000, cancelled: 86_400_000, dead: 30 * 86_400_000 }
 
@@ -615,10 +634,17 @@ class QueueImpl<J> {
 	}
 
 	/** Stores prepared jobs and does what follows an enqueue. */
-	async insert(rows: readonly NewJob[], inputs: readonly unknown[]) {
+	async insert(rows: readonly NewJob[], inputs: readonly unknown[], tx?: TransactionClient) {
 		await this.ready
 		this.assertOpen()
-		const results = await this.storage.enqueue({ jobs: rows, now: this.clock.now() })
+		if (tx !== undefined && !this.storage.capabilities.transactionalEnqueue) {
+			throw new ConfigError(
+				`The ${this.storage.description} storage cannot enqueue inside your transaction (tx): only the PostgreSQL storage can.`,
+			)
+		}
+		const results = await this.storage.enqueue(
+			tx === undefined ? { jobs: rows, now: this.clock.now() } : { jobs: rows, now: this.clock.now(), tx },
+		)
 		for (let i = 0; i < results.length; i++) {
 			const r = results[i]!
 			if (r.status !== 'created') continue
@@ -641,7 +667,7 @@ class QueueImpl<J> {
 		this.assertOpen()
 		const input = args.length === 0 ? NO_INPUT : args[0]
 		const row = await this.prepare(name, input, args[1])
-		const [r] = await this.insert([row], [input === NO_INPUT ? null : input])
+		const [r] = await this.insert([row], [input === NO_INPUT ? null : input], args[1]?.tx)
 		return r!.status === 'deduped' ? null : r!.id
 	}
 
@@ -649,10 +675,12 @@ class QueueImpl<J> {
 		items: readonly { name: string; input: unknown; options?: EnqueueOptions }[],
 	): Promise<(string | null)[]> {
 		this.assertOpen()
+		const tx = sharedTx(items)
 		const rows = await Promise.all(items.map((i) => this.prepare(i.name, i.input, i.options)))
 		const results = await this.insert(
 			rows,
 			items.map((i) => i.input),
+			tx,
 		)
 		return results.map((r) => (r.status === 'deduped' ? null : r.id))
 	}
@@ -959,7 +987,7 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 	async start(...args: [input?: unknown, options?: EnqueueOptions]): Promise<JobHandle<unknown>> {
 		const input = args.length === 0 ? NO_INPUT : args[0]
 		const row = await this.queue.prepare(this.name, input, args[1])
-		const [r] = await this.queue.insert([row], [input === NO_INPUT ? null : input])
+		const [r] = await this.queue.insert([row], [input === NO_INPUT ? null : input], args[1]?.tx)
 		return this.handle(r!)
 	}
 
@@ -971,10 +999,12 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 	async startMany(
 		items: readonly { input: unknown; options?: EnqueueOptions }[],
 	): Promise<JobHandle<unknown>[]> {
+		const tx = sharedTx(items)
 		const rows = await Promise.all(items.map((i) => this.queue.prepare(this.name, i.input, i.options)))
 		const results = await this.queue.insert(
 			rows,
 			items.map((i) => i.input),
+			tx,
 		)
 		return results.map((r) => this.handle(r))
 	}

@@ -238,6 +238,11 @@ export interface StorageCapabilities {
 	readonly push: boolean
 	/** Several processes may share this storage at once. */
 	readonly multiProcess: boolean
+	/**
+	 * `enqueue` accepts `tx`, the caller's own open transaction (e.g. a `pg` client after BEGIN), and
+	 * inserts inside it: the jobs exist only if that transaction commits. Absent means false.
+	 */
+	readonly transactionalEnqueue?: boolean
 }
 
 /** The contract. See the file's header for the rules every implementation keeps. */
@@ -258,8 +263,16 @@ export interface Storage {
 	/** Releases files, connections and timers. Safe to call twice or before `open`. */
 	close(): Promise<void>
 
-	/** Inserts jobs in one round trip, applying idempotency keys and dedupe keys atomically. */
-	enqueue(params: { readonly jobs: readonly NewJob[]; readonly now: number }): Promise<EnqueueResult[]>
+	/**
+	 * Inserts jobs in one round trip, applying idempotency keys and dedupe keys atomically. `tx`, only
+	 * for storages with `capabilities.transactionalEnqueue`, is the caller's open transaction to
+	 * insert in (the queue never passes it to other storages).
+	 */
+	enqueue(params: {
+		readonly jobs: readonly NewJob[]
+		readonly now: number
+		readonly tx?: unknown
+	}): Promise<EnqueueResult[]>
 
 	/**
 	 * Moves up to `limit` due pending jobs of the given names to active under a new lease, in claim

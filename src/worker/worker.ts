@@ -254,13 +254,39 @@ export class Worker {
 		return ms
 	}
 
+	/**
+	 * Heartbeats come on a fixed beat of the clock, whatever a storage call's latency: the next one
+	 * is scheduled when a beat fires, not when its write returns. Heartbeats and reaps of this
+	 * process then run one after another in the order their timers fired (`serial`), so a reap never
+	 * overtakes a heartbeat that fired before it. On the test clock this makes lease timing
+	 * deterministic over a network storage too; on the system clock it keeps beats from drifting.
+	 */
 	private scheduleHeartbeat(): void {
 		const every = Math.max(10, Math.floor(this.shortestLease() / 3))
 		this.heartbeatTimer = this.deps.clock.setTimeout(() => {
-			void this.heartbeatAll().finally(() => {
-				if (this.mode !== 'stopped') this.scheduleHeartbeat()
+			if (this.mode === 'stopped') return
+			this.scheduleHeartbeat()
+			// A beat still waiting its turn covers this one too.
+			if (this.heartbeatQueued) return
+			this.heartbeatQueued = true
+			void this.serial(() => {
+				this.heartbeatQueued = false
+				return this.heartbeatAll()
 			})
 		}, every)
+	}
+
+	private housekeeping: Promise<void> = Promise.resolve()
+	private heartbeatQueued = false
+
+	/** Runs `fn` after the heartbeats and reaps queued before it. */
+	private serial<T>(fn: () => Promise<T>): Promise<T> {
+		const run = this.housekeeping.then(fn, fn)
+		this.housekeeping = run.then(
+			() => {},
+			() => {},
+		)
+		return run
 	}
 
 	private leaseOf(def: RuntimeJob | undefined): number {
@@ -328,7 +354,8 @@ export class Worker {
 	async maintain(): Promise<void> {
 		const now = this.deps.clock.now()
 		try {
-			const r = await this.deps.storage.reap({ now, limit: 1000 })
+			// `now` is when maintenance was asked for; heartbeats that fired before it land first.
+			const r = await this.serial(() => this.deps.storage.reap({ now, limit: 1000 }))
 			if (r.requeued.length + r.woken.length > 0) this.notify()
 			if (r.requeued.length + r.dead.length > 0) {
 				this.deps.logger.warn(

@@ -1,0 +1,247 @@
+-- The statements of the PostgreSQL storage, one per named query. Each is prepared once per
+-- connection (a named statement), so a call is one round trip. {{schema}} is the storage's schema.
+-- A header gives the query's name and its parameters in order.
+
+-- name: insertMany
+-- params: $1 jobs json (array of {id, name, input, priority, run_at, max_attempts, parent_id, backoff}), $2 now bigint
+-- The bulk enqueue of jobs without keys: one statement for any number of jobs. An id that exists
+-- already is left alone (its job is the enqueue's result).
+INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
+  created_at, updated_at)
+SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff, $2, $2
+FROM ROWS FROM (json_to_recordset($1::json) AS (id text, name text, input text, priority integer,
+  run_at bigint, max_attempts integer, parent_id text, backoff text)) WITH ORDINALITY
+  AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, n)
+ORDER BY t.n
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: enqueueKeyed
+-- params: $1 jobs json (array of NewJob fields in snake_case), $2 now bigint
+-- Jobs with idempotency or dedupe keys, one after another in one statement (keys apply within the
+-- batch too).
+SELECT r.status, r.id
+FROM ROWS FROM (json_to_recordset($1::json) AS (id text, name text, input text, priority integer,
+  run_at bigint, max_attempts integer, dedupe_key text, dedupe_scope text, idempotency_key text,
+  parent_id text, backoff text)) WITH ORDINALITY
+  AS t(id, name, input, priority, run_at, max_attempts, dedupe_key, dedupe_scope, idempotency_key,
+    parent_id, backoff, n)
+CROSS JOIN LATERAL {{schema}}.enqueue_one(t.id, t.name, t.input, t.priority, t.run_at, t.max_attempts,
+  t.dedupe_key, t.dedupe_scope, t.idempotency_key, t.parent_id, t.backoff, $2, NULL, NULL, NULL) AS r
+ORDER BY t.n;
+
+-- name: enqueueClaimed
+-- params: $1 id, $2 name, $3 input, $4 priority int, $5 run_at bigint, $6 max_attempts int, $7 dedupe_key, $8 dedupe_scope, $9 idempotency_key, $10 parent_id, $11 backoff, $12 now bigint, $13 owner, $14 token, $15 expires bigint
+SELECT status, id FROM {{schema}}.enqueue_one($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);
+
+-- name: claim
+-- params: $1 names text[], $2 owner text, $3 token text, $4 expires bigint, $5 now bigint, $6 limit integer
+-- Due pending jobs of the names in claim order, skipping those locked by another claimer and those
+-- whose dedupe key an active job holds (single-flight), moved to active under the lease.
+WITH c AS (
+  SELECT seq FROM {{schema}}.jobs j
+  WHERE status = 'pending' AND run_at <= $5 AND name = ANY($1::text[])
+    AND (dedupe_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM {{schema}}.jobs a
+      WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
+  ORDER BY priority, run_at, seq
+  LIMIT $6
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE {{schema}}.jobs AS j SET status = 'active', attempt = j.attempt + 1, lease_owner = $2,
+  lease_token = $3, lease_expires_at = $4, started_at = $5, updated_at = $5
+FROM c WHERE j.seq = c.seq
+RETURNING j.id, j.name, j.input, j.attempt, j.max_attempts, j.priority, j.parent_id, j.backoff,
+  j.created_at, j.run_at, j.seq;
+
+-- name: claimById
+-- params: $1 id, $2 owner, $3 token, $4 expires bigint, $5 now bigint
+UPDATE {{schema}}.jobs AS j SET status = 'active', attempt = j.attempt + 1, lease_owner = $2,
+  lease_token = $3, lease_expires_at = $4, started_at = $5, updated_at = $5
+WHERE j.id = $1 AND j.status = 'pending'
+RETURNING j.id, j.name, j.input, j.attempt, j.max_attempts, j.priority, j.parent_id, j.backoff,
+  j.created_at, j.run_at, j.seq;
+
+-- name: dedupeHolders
+-- params: $1 name, $2 dedupe_key
+SELECT id, status FROM {{schema}}.jobs
+WHERE name = $1 AND dedupe_key = $2 AND status IN ('pending', 'active') ORDER BY seq;
+
+-- name: heartbeat
+-- params: $1 ids text[], $2 tokens text[], $3 expires bigint, $4 now bigint
+-- Extends the leases still held under their tokens; never shortens one (heartbeats may arrive out
+-- of order over several connections). Returns the ids still held.
+UPDATE {{schema}}.jobs AS j SET lease_expires_at = GREATEST(j.lease_expires_at, $3), updated_at = $4
+FROM unnest($1::text[], $2::text[]) AS l(id, token)
+WHERE j.id = l.id AND j.status = 'active' AND j.lease_token = l.token
+RETURNING j.id;
+
+-- name: settle
+-- params: $1 outcomes json (array of {id, token, kind, output, error, run_at, remove}), $2 now bigint
+-- Applies outcomes, each only while its token holds the job (fencing), and wakes the waiting
+-- parents of jobs that reached a terminal state. Returns the ids applied.
+WITH o AS (
+  SELECT * FROM json_to_recordset($1::json) AS o(id text, token text, kind text, output text, error jsonb,
+    run_at bigint, remove boolean)
+), removed AS (
+  DELETE FROM {{schema}}.jobs AS j USING o
+  WHERE o.kind = 'completed' AND o.remove AND j.id = o.id AND j.status = 'active' AND j.lease_token = o.token
+  RETURNING j.id, j.parent_id
+), changed AS (
+  UPDATE {{schema}}.jobs AS j SET
+    status = CASE o.kind WHEN 'completed' THEN 'completed' WHEN 'dead' THEN 'dead'
+      WHEN 'suspended' THEN 'waiting' ELSE 'pending' END,
+    attempt = CASE WHEN o.kind IN ('suspended', 'released') THEN j.attempt - 1 ELSE j.attempt END,
+    output = CASE WHEN o.kind = 'completed' THEN o.output ELSE j.output END,
+    errors = CASE WHEN o.kind IN ('retry', 'dead') THEN j.errors || jsonb_build_array(o.error) ELSE j.errors END,
+    run_at = CASE o.kind WHEN 'retry' THEN o.run_at WHEN 'suspended' THEN o.run_at WHEN 'released' THEN $2
+      ELSE j.run_at END,
+    finished_at = CASE WHEN o.kind IN ('completed', 'dead') THEN $2 ELSE j.finished_at END,
+    updated_at = $2, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+  FROM o
+  WHERE NOT (o.kind = 'completed' AND o.remove) AND j.id = o.id AND j.status = 'active'
+    AND j.lease_token = o.token
+  RETURNING j.id, j.parent_id, o.kind
+), parents AS (
+  SELECT parent_id FROM removed WHERE parent_id IS NOT NULL
+  UNION
+  SELECT parent_id FROM changed WHERE parent_id IS NOT NULL AND kind IN ('completed', 'dead')
+), woken AS (
+  UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $2, updated_at = $2
+  FROM parents WHERE p.id = parents.parent_id AND p.status = 'waiting'
+  RETURNING p.id
+)
+SELECT id FROM removed UNION ALL SELECT id FROM changed;
+
+-- name: appendLogs
+-- params: $1 logs json (array of {id, lines}), $2 max_lines integer
+-- Appends ctx.log lines, keeping the last max_lines.
+UPDATE {{schema}}.jobs AS j SET logs = (
+  SELECT coalesce(jsonb_agg(t.e ORDER BY t.n), '[]'::jsonb)
+  FROM jsonb_array_elements(j.logs || l.lines) WITH ORDINALITY AS t(e, n)
+  WHERE t.n > jsonb_array_length(j.logs || l.lines) - $2)
+FROM json_to_recordset($1::json) AS l(id text, lines jsonb)
+WHERE j.id = l.id;
+
+-- name: reap
+-- params: $1 now bigint, $2 limit integer
+-- Maintenance, safe in every process at once (SKIP LOCKED, conditions rechecked on lock): expired
+-- leases back to pending with the attempt counted, or dead when none is left (waking a waiting
+-- parent); waiting jobs whose time came to pending.
+WITH expired AS (
+  SELECT seq FROM {{schema}}.jobs
+  WHERE status = 'active' AND lease_expires_at <= $1::bigint
+  ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+), reaped AS (
+  UPDATE {{schema}}.jobs AS j SET
+    status = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'pending' END,
+    run_at = CASE WHEN j.attempt >= j.max_attempts THEN j.run_at ELSE $1::bigint END,
+    finished_at = CASE WHEN j.attempt >= j.max_attempts THEN $1::bigint ELSE NULL END,
+    errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, 'name', 'LeaseLostError',
+      'message', 'The worker ''' || j.lease_owner
+        || ''' stopped heartbeating (crashed or stalled) and its lease expired.',
+      'code', 'SPOOL_LEASE_LOST', 'at', $1::bigint)),
+    updated_at = $1::bigint, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+  FROM expired e WHERE j.seq = e.seq
+  RETURNING j.id, j.status, j.parent_id, e.seq
+), parents AS (
+  UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $1::bigint, updated_at = $1::bigint
+  FROM (SELECT DISTINCT parent_id FROM reaped WHERE status = 'dead' AND parent_id IS NOT NULL) r
+  WHERE p.id = r.parent_id AND p.status = 'waiting'
+  RETURNING p.id
+), woken AS (
+  UPDATE {{schema}}.jobs AS w SET status = 'pending', run_at = $1::bigint, updated_at = $1::bigint
+  WHERE w.seq IN (
+    SELECT seq FROM {{schema}}.jobs WHERE status = 'waiting' AND run_at <= $1::bigint
+    ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+  RETURNING w.id, w.seq
+)
+SELECT id, CASE status WHEN 'dead' THEN 'dead' ELSE 'requeued' END AS what, seq FROM reaped
+UNION ALL
+SELECT id, 'woken', seq FROM woken
+ORDER BY seq;
+
+-- name: wake
+-- params: $1 ids text[], $2 now bigint
+UPDATE {{schema}}.jobs SET status = 'pending', run_at = $2, updated_at = $2
+WHERE id = ANY($1::text[]) AND status = 'waiting'
+RETURNING id;
+
+-- name: cancel
+-- params: $1 id, $2 now bigint
+-- Cancels a job that is not terminal (an active one loses its lease: fencing), waking a waiting
+-- parent. Returns the status it had, or nothing when there is no such job.
+WITH prev AS (
+  SELECT id, status FROM {{schema}}.jobs WHERE id = $1 FOR UPDATE
+), cancelled AS (
+  UPDATE {{schema}}.jobs AS j SET status = 'cancelled', finished_at = $2, updated_at = $2,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+  FROM prev WHERE j.id = prev.id AND prev.status IN ('pending', 'active', 'waiting')
+  RETURNING j.parent_id
+), parents AS (
+  UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $2, updated_at = $2
+  FROM cancelled c WHERE p.id = c.parent_id AND p.status = 'waiting'
+  RETURNING p.id
+)
+SELECT status FROM prev;
+
+-- name: replayIds
+-- params: $1 ids text[], $2 now bigint
+UPDATE {{schema}}.jobs SET status = 'pending', attempt = 0, run_at = $2, finished_at = NULL, updated_at = $2
+WHERE status = 'dead' AND id = ANY($1::text[])
+RETURNING id, seq;
+
+-- name: replayName
+-- params: $1 name, $2 now bigint
+UPDATE {{schema}}.jobs SET status = 'pending', attempt = 0, run_at = $2, finished_at = NULL, updated_at = $2
+WHERE status = 'dead' AND name = $1
+RETURNING id, seq;
+
+-- name: prune
+-- params: $1 statuses text[], $2 before bigint, $3 limit integer, $4 name (null for every name)
+-- At most $3 finished jobs, oldest first, through the partial index of finished rows.
+DELETE FROM {{schema}}.jobs WHERE seq IN (
+  SELECT seq FROM {{schema}}.jobs
+  WHERE finished_at IS NOT NULL AND status = ANY($1::text[]) AND finished_at < $2
+    AND ($4::text IS NULL OR name = $4::text)
+  ORDER BY status, finished_at
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED);
+
+-- name: getJob
+-- params: $1 id
+SELECT * FROM {{schema}}.jobs WHERE id = $1;
+
+-- name: listJobs
+-- params: $1 below bigint (the cursor), $2 name, $3 status, $4 parent_id, $5 limit integer
+SELECT * FROM {{schema}}.jobs
+WHERE seq < $1 AND ($2::text IS NULL OR name = $2::text) AND ($3::text IS NULL OR status = $3::text)
+  AND ($4::text IS NULL OR parent_id = $4::text)
+ORDER BY seq DESC LIMIT $5;
+
+-- name: stats
+-- params: $1 name (null for every name)
+SELECT name, status, count(*)::integer AS n FROM {{schema}}.jobs
+WHERE $1::text IS NULL OR name = $1::text
+GROUP BY name, status;
+
+-- name: getSteps
+-- params: $1 job_id
+SELECT * FROM {{schema}}.steps WHERE job_id = $1 ORDER BY seq;
+
+-- name: saveStep
+-- params: $1 job_id, $2 token, $3 step_id, $4 name, $5 state, $6 output, $7 error jsonb, $8 now bigint
+-- Records a step only while the token holds the job; a completed step is final. Returns held = 1
+-- when the lease holds.
+WITH held AS (
+  SELECT id FROM {{schema}}.jobs WHERE id = $1 AND status = 'active' AND lease_token = $2 FOR SHARE
+), saved AS (
+  INSERT INTO {{schema}}.steps AS s (job_id, step_id, seq, name, state, output, error, created_at, updated_at)
+  SELECT held.id, $3, (SELECT coalesce(max(x.seq), 0) + 1 FROM {{schema}}.steps x WHERE x.job_id = $1),
+    $4, $5, $6, $7::jsonb, $8, $8
+  FROM held
+  ON CONFLICT (job_id, step_id) DO UPDATE SET state = excluded.state, output = excluded.output,
+    error = excluded.error, updated_at = excluded.updated_at
+  WHERE s.state <> 'completed'
+)
+SELECT count(*)::integer AS held FROM held;

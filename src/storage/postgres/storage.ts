@@ -1,0 +1,705 @@
+/**
+ * The PostgreSQL storage, on the `pg` driver. Any number of worker processes on any number of
+ * hosts share one database: claims take rows with `FOR UPDATE SKIP LOCKED` so a job goes to one
+ * claimer, every change to an active job is compare-and-set on its lease token (fencing), and the
+ * reaper is one statement safe to run everywhere at once. Each hot method is one statement, one
+ * round trip: a claim of a batch, a settle of a batch of outcomes, a bulk enqueue.
+ */
+import pg from 'pg'
+import { ConfigError, SpoolError, StorageUnavailableError } from '../../errors.js'
+import { createLeaseToken } from '../../id.js'
+import type { JsonText } from '../../json.js'
+import { consoleLogger, type Logger } from '../../logger.js'
+import {
+	type AttemptError,
+	type CancelResult,
+	type ClaimedJob,
+	type ClaimOrEnqueueResult,
+	type DedupeScope,
+	type EnqueueResult,
+	emptyCounts,
+	type JobPage,
+	type JobRow,
+	type JobStatus,
+	type NewJob,
+	type Outcome,
+	type QueueStats,
+	type SettleResult,
+	type StatusCounts,
+	type StepRow,
+	type StepState,
+	type Storage,
+} from '../contract.js'
+import { Listener } from './listener.js'
+import { migrateWith } from './migrate.js'
+import { channelOf, checkSchema, type QueryName, queriesFor } from './sql.js'
+
+/**
+ * A connection that can run a query: a `pg.Client`, a `pg.PoolClient`, or anything with pg's
+ * `query(text, values)`. Given as `tx` to enqueue inside the caller's own transaction.
+ */
+export interface PgQueryable {
+	query(text: string, values?: unknown[]): Promise<{ rows: unknown[] }>
+}
+
+/** Options of the PostgreSQL storage. */
+export interface PostgresStorageOptions {
+	/** Where to connect. Defaults to `DATABASE_URL` when neither this nor `pool` is given. */
+	readonly connectionString?: string
+	/** A pool of your own (spool does not end it on close). */
+	readonly pool?: pg.Pool
+	/** The schema holding spool's tables. Default `spool`. */
+	readonly schema?: string
+	/**
+	 * `'auto'` (default): apply missing migrations at open (safe from many processes at once).
+	 * `false`: run `spool migrate` yourself; open fails if the schema is not up to date.
+	 */
+	readonly migrate?: 'auto' | false
+	/** Connections of the pool spool makes (ignored with `pool`). Default 10. */
+	readonly poolSize?: number
+	/** Listen for NOTIFY wake-ups from other processes. Default true. */
+	readonly listen?: boolean
+	/** How many `ctx.log` lines to keep per job. Default 100. */
+	readonly maxLogLines?: number
+	/** Where connection trouble is reported. Default: warnings to stderr. */
+	readonly logger?: Logger
+}
+
+/** `int8` (bigint) and `int8[]` as numbers: spool's times are ms since epoch, well within 2^53. */
+const TYPES = {
+	getTypeParser(oid: number, format?: string) {
+		if (oid === 20) return Number
+		// biome-ignore lint/suspicious/noExplicitAny: pg's own typing of getTypeParser's format
+		return pg.types.getTypeParser(oid, format as any)
+	},
+}
+
+/** A waiting job with no wake time waits forever (until woken): the largest safe integer. */
+const NEVER = Number.MAX_SAFE_INTEGER
+
+interface JobRecord {
+	seq: number
+	id: string
+	name: string
+	input: string
+	status: JobStatus
+	priority: number
+	run_at: number
+	attempt: number
+	max_attempts: number
+	lease_owner: string | null
+	lease_token: string | null
+	lease_expires_at: number | null
+	dedupe_key: string | null
+	dedupe_scope: string | null
+	idempotency_key: string | null
+	output: string | null
+	errors: AttemptError[]
+	logs: string[]
+	parent_id: string | null
+	backoff: string | null
+	created_at: number
+	updated_at: number
+	started_at: number | null
+	finished_at: number | null
+}
+
+type ClaimRecord = Pick<
+	JobRecord,
+	'id' | 'name' | 'input' | 'attempt' | 'max_attempts' | 'priority' | 'parent_id' | 'backoff' | 'created_at'
+> & { run_at: number; seq: number }
+
+interface StepRecord {
+	job_id: string
+	step_id: string
+	name: string
+	state: StepState
+	output: string | null
+	error: AttemptError | null
+	created_at: number
+	updated_at: number
+}
+
+export class PostgresStorage implements Storage {
+	readonly description: string
+	readonly capabilities = { push: true, multiProcess: true, transactionalEnqueue: true } as const
+	readonly schema: string
+	private pool: pg.Pool | null = null
+	private readonly ownPool: boolean
+	private readonly sql: Record<QueryName, string>
+	private readonly names: Record<QueryName, string>
+	private readonly logger: Logger
+	private readonly maxLogLines: number
+	private opening: Promise<void> | null = null
+	private listener: Listener | null = null
+	private readonly subscribers = new Set<() => void>()
+	private closed = false
+
+	constructor(private readonly options: PostgresStorageOptions) {
+		this.schema = checkSchema(options.schema ?? 'spool')
+		const connectionString = options.connectionString ?? (options.pool ? undefined : process.env.DATABASE_URL)
+		if (!options.pool && !connectionString) {
+			throw new ConfigError(
+				'postgres() needs a connectionString or a pool (or the DATABASE_URL environment variable).',
+			)
+		}
+		if (options.poolSize !== undefined && !(Number.isInteger(options.poolSize) && options.poolSize >= 2)) {
+			throw new ConfigError(`poolSize must be a whole number >= 2, got ${options.poolSize}.`)
+		}
+		this.ownPool = !options.pool
+		this.description = `postgres:${options.pool ? 'pool' : redact(connectionString!)}/${this.schema}`
+		this.sql = queriesFor(this.schema)
+		this.names = Object.fromEntries(
+			Object.keys(this.sql).map((k) => [k, `spool:${this.schema}:${k}`]),
+		) as Record<QueryName, string>
+		this.logger = options.logger ?? consoleLogger()
+		this.maxLogLines = options.maxLogLines ?? 100
+		this.connectionString = connectionString
+	}
+
+	private readonly connectionString: string | undefined
+
+	open(): Promise<void> {
+		if (this.closed) return Promise.reject(new StorageUnavailableError(`${this.description} is closed.`))
+		this.opening ??= this.doOpen().catch((err) => {
+			this.opening = null
+			throw err
+		})
+		return this.opening
+	}
+
+	private async doOpen(): Promise<void> {
+		const pool =
+			this.options.pool ??
+			new pg.Pool({
+				connectionString: this.connectionString,
+				max: this.options.poolSize ?? 10,
+				keepAlive: true,
+				idleTimeoutMillis: 30_000,
+			})
+		// An idle connection that drops (a restart, pg_terminate_backend) emits 'error' on the pool; without
+		// a listener that would crash the process. The next query simply gets a new connection.
+		if (this.ownPool || pool.listenerCount('error') === 0) {
+			pool.on('error', (err) =>
+				this.logger.warn({ err }, `spool: an idle PostgreSQL connection dropped (${err.message}).`),
+			)
+		}
+		try {
+			if (this.options.migrate === false) await this.checkVersion(pool)
+			else await migrateWith(pool, this.schema)
+		} catch (err) {
+			if (this.ownPool) await pool.end().catch(() => {})
+			throw wrap(err, this.description)
+		}
+		this.pool = pool
+		if (this.subscribers.size > 0) this.startListener()
+	}
+
+	private async checkVersion(pool: pg.Pool): Promise<void> {
+		const { latestVersion } = await import('./migrate.js')
+		let version = 0
+		try {
+			const r = await pool.query<{ v: number | null }>(
+				`SELECT max(version) AS v FROM "${this.schema}".migrations`,
+			)
+			version = r.rows[0]?.v ?? 0
+		} catch (err) {
+			if ((err as { code?: string }).code !== '42P01') throw err
+		}
+		const latest = latestVersion(this.schema)
+		if (version !== latest) {
+			throw new SpoolError(
+				'SPOOL_STORAGE_FOREIGN',
+				`The PostgreSQL schema "${this.schema}" is at version ${version}, this spool needs ${latest}. Run \`spool migrate\` (or pass migrate: 'auto').`,
+			)
+		}
+	}
+
+	async close(): Promise<void> {
+		this.closed = true
+		this.listener?.stop()
+		this.listener = null
+		const pool = this.pool
+		this.pool = null
+		if (this.opening) await this.opening.catch(() => {})
+		const p = pool ?? this.pool
+		if (p && this.ownPool) await p.end().catch(() => {})
+	}
+
+	subscribe(listener: () => void): () => void {
+		this.subscribers.add(listener)
+		if (this.pool && !this.listener) this.startListener()
+		return () => {
+			this.subscribers.delete(listener)
+			if (this.subscribers.size === 0) {
+				this.listener?.stop()
+				this.listener = null
+			}
+		}
+	}
+
+	private startListener(): void {
+		if (this.options.listen === false || !this.pool || this.listener) return
+		this.listener = new Listener(this.pool, channelOf(this.schema), this.logger, () => {
+			for (const s of this.subscribers) s()
+		})
+		this.listener.start()
+	}
+
+	/** Runs a named query (a prepared statement per connection: one round trip per call). */
+	private async q<R>(name: QueryName, values: unknown[]): Promise<R[]> {
+		const pool = this.pool
+		if (!pool) {
+			throw new StorageUnavailableError(`${this.description} is not open (closed, or open() not awaited).`)
+		}
+		try {
+			const r = await pool.query({ name: this.names[name], text: this.sql[name], values, types: TYPES })
+			return r.rows as R[]
+		} catch (err) {
+			throw wrap(err, this.description)
+		}
+	}
+
+	async enqueue(params: { jobs: readonly NewJob[]; now: number; tx?: unknown }): Promise<EnqueueResult[]> {
+		const { jobs, now } = params
+		if (jobs.length === 0) return []
+		const tx = params.tx as PgQueryable | undefined
+		if (tx !== undefined && (tx === null || typeof tx.query !== 'function')) {
+			throw new ConfigError(
+				'tx must be a pg client (or anything with query(text, values)) inside a transaction.',
+			)
+		}
+		const run = async <R>(name: QueryName, values: unknown[]): Promise<R[]> => {
+			if (!tx) return this.q<R>(name, values)
+			try {
+				return (await tx.query(this.sql[name], values)).rows as R[]
+			} catch (err) {
+				throw wrap(err, this.description)
+			}
+		}
+		const keyed = jobs.some((j) => j.idempotencyKey !== null || j.dedupeKey !== null)
+		const ids = new Set(jobs.map((j) => j.id))
+		if (!keyed && ids.size === jobs.length) {
+			const rows = await run<{ id: string }>('insertMany', [
+				JSON.stringify(
+					jobs.map((j) => ({
+						id: j.id,
+						name: j.name,
+						input: j.input,
+						priority: j.priority,
+						run_at: j.runAt,
+						max_attempts: j.maxAttempts,
+						parent_id: j.parentId,
+						backoff: j.backoff,
+					})),
+				),
+				now,
+			])
+			const created = new Set(rows.map((r) => r.id))
+			// No keys: a job not inserted had an id that exists already.
+			return jobs.map((j) => ({ status: created.has(j.id) ? 'created' : 'existing', id: j.id }))
+		}
+		const rows = await run<{ status: EnqueueResult['status']; id: string }>('enqueueKeyed', [
+			JSON.stringify(jobs.map(toKeyedRecord)),
+			now,
+		])
+		return rows.map((r) => ({ status: r.status, id: r.id }) as EnqueueResult)
+	}
+
+	async claim(params: {
+		names: readonly string[]
+		owner: string
+		limit: number
+		leaseMs: number
+		now: number
+	}): Promise<ClaimedJob[]> {
+		if (params.names.length === 0 || params.limit <= 0) return []
+		const token = createLeaseToken()
+		const expiresAt = params.now + params.leaseMs
+		const rows = await this.q<ClaimRecord>('claim', [
+			params.names,
+			params.owner,
+			token,
+			expiresAt,
+			params.now,
+			params.limit,
+		])
+		// RETURNING does not keep the subquery's order: restore claim order.
+		rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)
+		const lease = { owner: params.owner, token, expiresAt }
+		return rows.map((r) => toClaimed(r, lease))
+	}
+
+	async claimOrEnqueue(params: {
+		job: NewJob & { dedupeKey: string }
+		owner: string
+		leaseMs: number
+		now: number
+	}): Promise<ClaimOrEnqueueResult> {
+		const { job, now } = params
+		const lease = { owner: params.owner, token: createLeaseToken(), expiresAt: now + params.leaseMs }
+		const pool = this.pool
+		if (!pool) throw new StorageUnavailableError(`${this.description} is not open.`)
+		let client: pg.PoolClient
+		try {
+			client = await pool.connect()
+		} catch (err) {
+			throw wrap(err, this.description)
+		}
+		let broken = false
+		const run = async <R>(name: QueryName, values: unknown[]) =>
+			(await client.query({ name: this.names[name], text: this.sql[name], values, types: TYPES })).rows as R[]
+		try {
+			await client.query('BEGIN')
+			// The same lock as enqueue_one's for this dedupe key: decisions about the key are serialized.
+			await client.query("SELECT pg_advisory_xact_lock(hashtextextended('spool:d:' || $1 || ':' || $2, 0))", [
+				job.name,
+				job.dedupeKey,
+			])
+			const holders = await run<{ id: string; status: JobStatus }>('dedupeHolders', [job.name, job.dedupeKey])
+			const pending = holders.find((h) => h.status === 'pending')
+			const active = holders.find((h) => h.status === 'active')
+			let result: ClaimOrEnqueueResult
+			if (active) {
+				if (pending) result = { status: 'deduped', id: pending.id }
+				else if (job.dedupeScope === 'pending+active') result = { status: 'deduped', id: active.id }
+				else {
+					const [r] = await run<{ status: string; id: string }>('enqueueKeyed', [
+						JSON.stringify([toKeyedRecord({ ...job, dedupeScope: 'pending' })]),
+						now,
+					])
+					result =
+						r!.status === 'created' ? { status: 'enqueued', id: job.id } : { status: 'deduped', id: r!.id }
+				}
+			} else if (pending) {
+				const [row] = await run<ClaimRecord>('claimById', [
+					pending.id,
+					lease.owner,
+					lease.token,
+					lease.expiresAt,
+					now,
+				])
+				if (!row) throw new StorageUnavailableError('A claimed job vanished inside its transaction.')
+				result = { status: 'claimed', job: toClaimed(row, lease) }
+			} else {
+				const [r] = await run<{ status: string; id: string }>('enqueueClaimed', [
+					job.id,
+					job.name,
+					job.input,
+					job.priority,
+					job.runAt,
+					job.maxAttempts,
+					job.dedupeKey,
+					job.dedupeScope,
+					job.idempotencyKey,
+					job.parentId,
+					job.backoff,
+					now,
+					lease.owner,
+					lease.token,
+					lease.expiresAt,
+				])
+				if (r!.status !== 'created') result = { status: 'deduped', id: r!.id }
+				else {
+					const [row] = await run<JobRecord>('getJob', [job.id])
+					result = { status: 'claimed', job: toClaimed(row!, lease) }
+				}
+			}
+			await client.query('COMMIT')
+			return result
+		} catch (err) {
+			broken = true
+			await client.query('ROLLBACK').catch(() => {})
+			throw wrap(err, this.description)
+		} finally {
+			client.release(broken)
+		}
+	}
+
+	async heartbeat(params: {
+		leases: readonly { id: string; token: string }[]
+		leaseMs: number
+		now: number
+	}): Promise<string[]> {
+		if (params.leases.length === 0) return []
+		const rows = await this.q<{ id: string }>('heartbeat', [
+			params.leases.map((l) => l.id),
+			params.leases.map((l) => l.token),
+			params.now + params.leaseMs,
+			params.now,
+		])
+		const held = new Set(rows.map((r) => r.id))
+		return params.leases.filter((l) => !held.has(l.id)).map((l) => l.id)
+	}
+
+	async settle(params: {
+		outcomes: readonly Outcome[]
+		logs?: ReadonlyMap<string, readonly string[]>
+		now: number
+	}): Promise<SettleResult[]> {
+		const { now, outcomes } = params
+		if (params.logs && params.logs.size > 0) {
+			await this.q('appendLogs', [
+				JSON.stringify([...params.logs].map(([id, lines]) => ({ id, lines }))),
+				this.maxLogLines,
+			])
+		}
+		if (outcomes.length === 0) return []
+		const applied = new Set<string>()
+		// A parent suspending in the same batch as its child finishing must be waiting before the
+		// child's completion looks for it: suspensions go first, in a statement of their own.
+		const suspended = outcomes.filter((o) => o.kind === 'suspended')
+		const rest = suspended.length > 0 ? outcomes.filter((o) => o.kind !== 'suspended') : outcomes
+		for (const batch of [suspended, rest]) {
+			if (batch.length === 0) continue
+			const rows = await this.q<{ id: string }>('settle', [JSON.stringify(batch.map(toOutcomeRecord)), now])
+			for (const r of rows) applied.add(r.id)
+		}
+		return outcomes.map((o) => ({ id: o.id, ok: applied.has(o.id) }))
+	}
+
+	async reap(params: { now: number; limit: number }): Promise<{
+		requeued: string[]
+		dead: string[]
+		woken: string[]
+	}> {
+		const rows = await this.q<{ id: string; what: 'requeued' | 'dead' | 'woken' }>('reap', [
+			params.now,
+			params.limit,
+		])
+		const out = { requeued: [] as string[], dead: [] as string[], woken: [] as string[] }
+		for (const r of rows) out[r.what].push(r.id)
+		return out
+	}
+
+	async wake(params: { ids: readonly string[]; now: number }): Promise<string[]> {
+		if (params.ids.length === 0) return []
+		const rows = await this.q<{ id: string }>('wake', [params.ids, params.now])
+		const woken = new Set(rows.map((r) => r.id))
+		return params.ids.filter((id) => woken.has(id))
+	}
+
+	async cancel(params: { id: string; now: number }): Promise<CancelResult> {
+		const [row] = await this.q<{ status: JobStatus }>('cancel', [params.id, params.now])
+		if (!row) return { status: 'not-found' }
+		if (row.status === 'completed' || row.status === 'dead' || row.status === 'cancelled') {
+			return { status: 'finished', current: row.status }
+		}
+		return { status: 'cancelled', previous: row.status }
+	}
+
+	async replay(params: ({ ids: readonly string[] } | { name: string }) & { now: number }): Promise<string[]> {
+		const rows =
+			'ids' in params
+				? await this.q<{ id: string; seq: number }>('replayIds', [params.ids, params.now])
+				: await this.q<{ id: string; seq: number }>('replayName', [params.name, params.now])
+		return rows.sort((a, b) => a.seq - b.seq).map((r) => r.id)
+	}
+
+	async prune(params: {
+		statuses: readonly ('completed' | 'dead' | 'cancelled')[]
+		before: number
+		limit: number
+		name?: string
+	}): Promise<number> {
+		if (params.statuses.length === 0 || params.limit <= 0) return 0
+		const pool = this.pool
+		if (!pool) throw new StorageUnavailableError(`${this.description} is not open.`)
+		try {
+			const r = await pool.query({
+				name: this.names.prune,
+				text: this.sql.prune,
+				values: [params.statuses, params.before, params.limit, params.name ?? null],
+			})
+			return r.rowCount ?? 0
+		} catch (err) {
+			throw wrap(err, this.description)
+		}
+	}
+
+	async getJob(params: { id: string }): Promise<JobRow | null> {
+		const [row] = await this.q<JobRecord>('getJob', [params.id])
+		return row ? toJobRow(row) : null
+	}
+
+	async listJobs(params: {
+		name?: string
+		status?: JobStatus
+		parentId?: string
+		limit: number
+		cursor?: string | null
+	}): Promise<JobPage> {
+		const below = params.cursor ? Number(params.cursor) : Number.MAX_SAFE_INTEGER
+		const rows = await this.q<JobRecord>('listJobs', [
+			below,
+			params.name ?? null,
+			params.status ?? null,
+			params.parentId ?? null,
+			params.limit + 1,
+		])
+		const more = rows.length > params.limit
+		const page = more ? rows.slice(0, params.limit) : rows
+		return { jobs: page.map(toJobRow), nextCursor: more ? String(page[page.length - 1]!.seq) : null }
+	}
+
+	async getStats(params: { name?: string }): Promise<QueueStats> {
+		const rows = await this.q<{ name: string; status: JobStatus; n: number }>('stats', [params.name ?? null])
+		const total = emptyCounts()
+		const byName: Record<string, StatusCounts> = {}
+		for (const r of rows) {
+			byName[r.name] ??= emptyCounts()
+			byName[r.name]![r.status] += r.n
+			total[r.status] += r.n
+		}
+		return { total, byName }
+	}
+
+	async getSteps(params: { jobId: string }): Promise<StepRow[]> {
+		const rows = await this.q<StepRecord>('getSteps', [params.jobId])
+		return rows.map((r) => ({
+			jobId: r.job_id,
+			stepId: r.step_id,
+			name: r.name,
+			state: r.state,
+			output: r.output as JsonText | null,
+			error: r.error,
+			createdAt: r.created_at,
+			updatedAt: r.updated_at,
+		}))
+	}
+
+	async saveStep(params: {
+		jobId: string
+		token: string
+		stepId: string
+		name: string
+		state: StepState
+		output: JsonText | null
+		error: AttemptError | null
+		now: number
+	}): Promise<boolean> {
+		const [row] = await this.q<{ held: number }>('saveStep', [
+			params.jobId,
+			params.token,
+			params.stepId,
+			params.name,
+			params.state,
+			params.output,
+			params.error === null ? null : JSON.stringify(params.error),
+			params.now,
+		])
+		return (row?.held ?? 0) > 0
+	}
+}
+
+function toKeyedRecord(j: NewJob) {
+	return {
+		id: j.id,
+		name: j.name,
+		input: j.input,
+		priority: j.priority,
+		run_at: j.runAt,
+		max_attempts: j.maxAttempts,
+		dedupe_key: j.dedupeKey,
+		dedupe_scope: j.dedupeScope,
+		idempotency_key: j.idempotencyKey,
+		parent_id: j.parentId,
+		backoff: j.backoff,
+	}
+}
+
+function toOutcomeRecord(o: Outcome) {
+	switch (o.kind) {
+		case 'completed':
+			return { id: o.id, token: o.token, kind: o.kind, output: o.output, remove: o.remove === true }
+		case 'retry':
+			return { id: o.id, token: o.token, kind: o.kind, error: o.error, run_at: o.runAt, remove: false }
+		case 'dead':
+			return { id: o.id, token: o.token, kind: o.kind, error: o.error, remove: false }
+		case 'suspended':
+			return { id: o.id, token: o.token, kind: o.kind, run_at: o.wakeAt ?? NEVER, remove: false }
+		case 'released':
+			return { id: o.id, token: o.token, kind: o.kind, remove: false }
+	}
+}
+
+/** SQLSTATE classes and driver errors that mean "the server cannot be reached right now". */
+function isConnectionError(err: unknown): boolean {
+	const code = (err as { code?: unknown }).code
+	if (typeof code === 'string') {
+		if (code.startsWith('08')) return true // connection exception
+		if (code === '57P01' || code === '57P02' || code === '57P03') return true // shutdown, crash, starting
+		if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'].includes(code))
+			return true
+	}
+	const message = (err as Error)?.message ?? ''
+	return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(
+		message,
+	)
+}
+
+function wrap(err: unknown, where: string): Error {
+	if (err instanceof SpoolError) return err
+	if (isConnectionError(err)) {
+		return new StorageUnavailableError(
+			`${where} cannot be reached (${(err as Error).message}); the operation will be retried.`,
+			{ cause: err },
+		)
+	}
+	return err instanceof Error ? err : new Error(String(err))
+}
+
+/** A connection string without its password, for logs. */
+function redact(connectionString: string): string {
+	try {
+		const url = new URL(connectionString)
+		if (url.password) url.password = '***'
+		return `${url.host}${url.pathname}`
+	} catch {
+		return 'postgres'
+	}
+}
+
+function toClaimed(r: ClaimRecord, lease: { owner: string; token: string; expiresAt: number }): ClaimedJob {
+	return {
+		id: r.id,
+		name: r.name,
+		input: r.input as JsonText,
+		attempt: r.attempt,
+		maxAttempts: r.max_attempts,
+		priority: r.priority,
+		parentId: r.parent_id,
+		backoff: r.backoff as JsonText | null,
+		createdAt: r.created_at,
+		lease,
+	}
+}
+
+function toJobRow(r: JobRecord): JobRow {
+	return {
+		id: r.id,
+		name: r.name,
+		input: r.input as JsonText,
+		status: r.status,
+		priority: r.priority,
+		runAt: r.run_at,
+		attempt: r.attempt,
+		maxAttempts: r.max_attempts,
+		lease:
+			r.status === 'active' && r.lease_token !== null
+				? { owner: r.lease_owner!, token: r.lease_token, expiresAt: r.lease_expires_at! }
+				: null,
+		dedupeKey: r.dedupe_key,
+		dedupeScope: r.dedupe_scope as DedupeScope | null,
+		idempotencyKey: r.idempotency_key,
+		output: r.output as JsonText | null,
+		errors: r.errors,
+		logs: r.logs,
+		parentId: r.parent_id,
+		backoff: r.backoff as JsonText | null,
+		createdAt: r.created_at,
+		updatedAt: r.updated_at,
+		startedAt: r.started_at,
+		finishedAt: r.finished_at,
+	}
+}
