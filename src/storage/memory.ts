@@ -33,7 +33,11 @@ export interface MemoryStorageOptions {
 	readonly maxLogLines?: number
 }
 
-interface Row {
+/**
+ * A job as the memory storage holds it. Internal: exported for storages built on the memory
+ * storage's state (the file log), not part of the public API.
+ */
+export interface Row {
 	id: string
 	name: string
 	input: JsonText
@@ -92,24 +96,56 @@ interface KeyHolders {
 	active: Set<Row>
 }
 
+/**
+ * Told of every change the memory storage makes, right after it is made, in order. Replaying the
+ * same changes through the `apply*` methods rebuilds the same state: the file log is this state
+ * plus a log of these calls. Internal, not part of the public API.
+ */
+export interface MemoryJournal {
+	/** A job was inserted; `row.status` is `active` when it was inserted claimed (claimOrEnqueue). */
+	created(row: Row): void
+	/** These pending jobs were claimed under one lease (the rows hold it). */
+	claimed(rows: readonly Row[], now: number): void
+	/** An outcome was applied to an active job (for `completed` with `remove`, the row is gone). */
+	settled(row: Row, outcome: Outcome, now: number): void
+	/** The reaper took an expired lease back (the row is now pending or dead). */
+	reaped(row: Row, now: number): void
+	/** A waiting job was woken. */
+	woken(row: Row, now: number): void
+	cancelled(row: Row, now: number): void
+	replayed(row: Row, now: number): void
+	/** A finished job was pruned. */
+	removed(row: Row): void
+	logged(row: Row, lines: readonly string[]): void
+	stepSaved(row: Row, step: StepRow): void
+}
+
 /** Creates a memory storage. */
 export function memory(options: MemoryStorageOptions = {}): Storage {
 	return new MemoryStorage(options)
 }
 
-class MemoryStorage implements Storage {
-	readonly description = 'memory'
+/**
+ * The memory storage. Internal: exported so the file log can keep its state in one and journal its
+ * changes; use `memory()` instead.
+ */
+export class MemoryStorage implements Storage {
+	readonly description: string = 'memory'
 	readonly capabilities = { push: false, multiProcess: false } as const
+	/** Told of every change, when set. */
+	journal: MemoryJournal | null = null
 
 	private readonly maxLogLines: number
-	private readonly rows = new Map<string, Row>()
+	/** Every job, in insertion order. */
+	readonly rows = new Map<string, Row>()
 	private readonly queues = new Map<string, NameQueue>()
 	private readonly idempotency = new Map<string, Row>()
 	private readonly dedupe = new Map<string, KeyHolders>()
 	private readonly active = new Set<Row>()
 	private readonly waiting = new Set<Row>()
 	private readonly counts = new Map<string, StatusCounts>()
-	private seq = 0
+	/** The last insertion sequence number given. */
+	seq = 0
 
 	constructor(options: MemoryStorageOptions) {
 		this.maxLogLines = options.maxLogLines ?? 100
@@ -143,15 +179,13 @@ class MemoryStorage implements Storage {
 				if (active && job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
 			}
 		}
-		this.create(job, now, null)
+		const row = this.create(job, now, null)
+		this.journal?.created(row)
 		return { status: 'created', id: job.id }
 	}
 
-	private create(
-		job: NewJob,
-		now: number,
-		lease: { owner: string; token: string; expiresAt: number } | null,
-	): Row {
+	/** Inserts a job (claimed under `lease` when given). */
+	create(job: NewJob, now: number, lease: { owner: string; token: string; expiresAt: number } | null): Row {
 		const row: Row = {
 			id: job.id,
 			name: job.name,
@@ -263,6 +297,7 @@ class MemoryStorage implements Storage {
 	private enterPending(row: Row, now: number): void {
 		row.pendingEpoch++
 		this.holders(row)?.pending.add(row)
+		if (this.deferQueues) return
 		const q = this.queueOf(row.name)
 		const entry = { row, epoch: row.pendingEpoch, priority: row.priority, runAt: row.runAt, seq: row.seq }
 		if (row.runAt <= now) q.ready.push(entry)
@@ -298,6 +333,7 @@ class MemoryStorage implements Storage {
 		const token = createLeaseToken()
 		const expiresAt = now + params.leaseMs
 		const claimed: ClaimedJob[] = []
+		const rows: Row[] = []
 		const skipped: HeapEntry[] = []
 		const heaps: MinHeap<HeapEntry>[] = []
 		for (const name of params.names) {
@@ -328,16 +364,23 @@ class MemoryStorage implements Storage {
 				skipped.push(bestEntry)
 				continue
 			}
-			this.transition(row, 'active', now)
-			row.attempt++
-			row.leaseOwner = params.owner
-			row.leaseToken = token
-			row.leaseExpiresAt = expiresAt
-			row.startedAt = now
+			this.applyClaim(row, params.owner, token, expiresAt, now)
 			claimed.push(toClaimed(row))
+			rows.push(row)
 		}
 		for (const e of skipped) this.queues.get(e.row.name)?.ready.push(e)
+		if (rows.length > 0) this.journal?.claimed(rows, now)
 		return claimed
+	}
+
+	/** Moves a pending job to active under a lease. */
+	applyClaim(row: Row, owner: string, token: string, expiresAt: number, now: number): void {
+		this.transition(row, 'active', now)
+		row.attempt++
+		row.leaseOwner = owner
+		row.leaseToken = token
+		row.leaseExpiresAt = expiresAt
+		row.startedAt = now
 	}
 
 	async claimOrEnqueue(params: {
@@ -358,19 +401,17 @@ class MemoryStorage implements Storage {
 			if (job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
 			const behind = this.kept(job)
 			if (behind) return { status: 'deduped', id: behind.id }
-			this.create(job, now, null)
+			const row = this.create(job, now, null)
+			this.journal?.created(row)
 			return { status: 'enqueued', id: job.id }
 		}
 		if (pending) {
-			this.transition(pending, 'active', now)
-			pending.attempt++
-			pending.leaseOwner = lease.owner
-			pending.leaseToken = lease.token
-			pending.leaseExpiresAt = lease.expiresAt
-			pending.startedAt = now
+			this.applyClaim(pending, lease.owner, lease.token, lease.expiresAt, now)
+			this.journal?.claimed([pending], now)
 			return { status: 'claimed', job: toClaimed(pending) }
 		}
 		const row = this.create(job, now, lease)
+		this.journal?.created(row)
 		return { status: 'claimed', job: toClaimed(row) }
 	}
 
@@ -406,40 +447,54 @@ class MemoryStorage implements Storage {
 		if (params.logs) {
 			for (const [id, lines] of params.logs) {
 				const row = this.rows.get(id)
-				if (row) appendBounded(row.logs, lines, this.maxLogLines)
+				if (row) {
+					this.applyLogs(row, lines)
+					this.journal?.logged(row, lines)
+				}
 			}
 		}
 		return params.outcomes.map((o) => {
 			const row = this.held(o.id, o.token)
 			if (!row) return { id: o.id, ok: false }
-			switch (o.kind) {
-				case 'completed':
-					row.output = o.output
-					this.transition(row, 'completed', now)
-					if (o.remove) this.remove(row)
-					break
-				case 'retry':
-					row.errors.push(o.error)
-					row.runAt = o.runAt
-					this.transition(row, 'pending', now)
-					break
-				case 'dead':
-					row.errors.push(o.error)
-					this.transition(row, 'dead', now)
-					break
-				case 'suspended':
-					row.attempt--
-					row.runAt = o.wakeAt ?? Number.MAX_SAFE_INTEGER
-					this.transition(row, 'waiting', now)
-					break
-				case 'released':
-					row.attempt--
-					row.runAt = now
-					this.transition(row, 'pending', now)
-					break
-			}
+			this.applyOutcome(row, o, now)
+			this.journal?.settled(row, o, now)
 			return { id: o.id, ok: true }
 		})
+	}
+
+	/** Appends `ctx.log` lines to a job, keeping the last `maxLogLines`. */
+	applyLogs(row: Row, lines: readonly string[]): void {
+		appendBounded(row.logs, lines, this.maxLogLines)
+	}
+
+	/** Applies an outcome to an active job (the token was checked by the caller). */
+	applyOutcome(row: Row, o: Outcome, now: number): void {
+		switch (o.kind) {
+			case 'completed':
+				row.output = o.output
+				this.transition(row, 'completed', now)
+				if (o.remove) this.remove(row)
+				break
+			case 'retry':
+				row.errors.push(o.error)
+				row.runAt = o.runAt
+				this.transition(row, 'pending', now)
+				break
+			case 'dead':
+				row.errors.push(o.error)
+				this.transition(row, 'dead', now)
+				break
+			case 'suspended':
+				row.attempt--
+				row.runAt = o.wakeAt ?? Number.MAX_SAFE_INTEGER
+				this.transition(row, 'waiting', now)
+				break
+			case 'released':
+				row.attempt--
+				row.runAt = now
+				this.transition(row, 'pending', now)
+				break
+		}
 	}
 
 	async reap(params: { now: number; limit: number }): Promise<{
@@ -454,34 +509,41 @@ class MemoryStorage implements Storage {
 		for (const row of [...this.active]) {
 			if (requeued.length + dead.length >= limit) break
 			if (row.leaseExpiresAt > now) continue
-			const error: AttemptError = {
-				attempt: row.attempt,
-				name: 'LeaseLostError',
-				message: `The worker '${row.leaseOwner}' stopped heartbeating (crashed or stalled) and its lease expired.`,
-				code: 'SPOOL_LEASE_LOST',
-				at: now,
-			}
-			row.errors.push(error)
-			if (row.attempt >= row.maxAttempts) {
-				this.transition(row, 'dead', now)
-				dead.push(row.id)
-			} else {
-				row.runAt = now
-				this.transition(row, 'pending', now)
-				requeued.push(row.id)
-			}
+			this.applyReap(row, now)
+			this.journal?.reaped(row, now)
+			if (row.status === 'dead') dead.push(row.id)
+			else requeued.push(row.id)
 		}
 		for (const row of [...this.waiting]) {
 			if (woken.length >= limit) break
 			if (row.runAt > now) continue
-			row.runAt = now
-			this.transition(row, 'pending', now)
+			this.wakeOne(row.id, now)
+			this.journal?.woken(row, now)
 			woken.push(row.id)
 		}
 		return { requeued, dead, woken }
 	}
 
-	private wakeOne(id: string, now: number): boolean {
+	/** Takes back an active job whose lease expired: pending again, or dead with no attempt left. */
+	applyReap(row: Row, now: number): void {
+		const error: AttemptError = {
+			attempt: row.attempt,
+			name: 'LeaseLostError',
+			message: `The worker '${row.leaseOwner}' stopped heartbeating (crashed or stalled) and its lease expired.`,
+			code: 'SPOOL_LEASE_LOST',
+			at: now,
+		}
+		row.errors.push(error)
+		if (row.attempt >= row.maxAttempts) {
+			this.transition(row, 'dead', now)
+		} else {
+			row.runAt = now
+			this.transition(row, 'pending', now)
+		}
+	}
+
+	/** Moves a waiting job to pending now. */
+	wakeOne(id: string, now: number): boolean {
 		const row = this.rows.get(id)
 		if (row?.status !== 'waiting') return false
 		row.runAt = now
@@ -490,7 +552,11 @@ class MemoryStorage implements Storage {
 	}
 
 	async wake(params: { ids: readonly string[]; now: number }): Promise<string[]> {
-		return params.ids.filter((id) => this.wakeOne(id, params.now))
+		return params.ids.filter((id) => {
+			if (!this.wakeOne(id, params.now)) return false
+			this.journal?.woken(this.rows.get(id)!, params.now)
+			return true
+		})
 	}
 
 	async cancel(params: { id: string; now: number }): Promise<CancelResult> {
@@ -500,7 +566,8 @@ class MemoryStorage implements Storage {
 		if (previous === 'completed' || previous === 'dead' || previous === 'cancelled') {
 			return { status: 'finished', current: previous }
 		}
-		this.transition(row, 'cancelled', params.now)
+		this.applyCancel(row, params.now)
+		this.journal?.cancelled(row, params.now)
 		return { status: 'cancelled', previous }
 	}
 
@@ -512,16 +579,28 @@ class MemoryStorage implements Storage {
 		const replayed: string[] = []
 		for (const row of targets) {
 			if (row.status !== 'dead') continue
-			row.attempt = 0
-			row.runAt = params.now
-			row.finishedAt = null
-			this.transition(row, 'pending', params.now)
+			this.applyReplay(row, params.now)
+			this.journal?.replayed(row, params.now)
 			replayed.push(row.id)
 		}
 		return replayed
 	}
 
-	private remove(row: Row): void {
+	/** Moves a dead job back to pending with its attempts reset. */
+	applyReplay(row: Row, now: number): void {
+		row.attempt = 0
+		row.runAt = now
+		row.finishedAt = null
+		this.transition(row, 'pending', now)
+	}
+
+	/** Cancels a job that is not terminal. */
+	applyCancel(row: Row, now: number): void {
+		this.transition(row, 'cancelled', now)
+	}
+
+	/** Deletes a job. */
+	remove(row: Row): void {
 		this.rows.delete(row.id)
 		this.count(row.name)[row.status]--
 		if (row.idempotencyKey !== null) {
@@ -543,6 +622,7 @@ class MemoryStorage implements Storage {
 			if (!(params.statuses as readonly JobStatus[]).includes(row.status)) continue
 			if (row.finishedAt === null || row.finishedAt >= params.before) continue
 			this.remove(row)
+			this.journal?.removed(row)
 			n++
 		}
 		return n
@@ -607,10 +687,9 @@ class MemoryStorage implements Storage {
 	}): Promise<boolean> {
 		const row = this.held(params.jobId, params.token)
 		if (!row) return false
-		row.steps ??= new Map()
-		const prior = row.steps.get(params.stepId)
+		const prior = row.steps?.get(params.stepId)
 		if (prior?.state === 'completed') return true
-		row.steps.set(params.stepId, {
+		const step: StepRow = {
 			jobId: params.jobId,
 			stepId: params.stepId,
 			name: params.name,
@@ -619,8 +698,62 @@ class MemoryStorage implements Storage {
 			error: params.error,
 			createdAt: prior?.createdAt ?? params.now,
 			updatedAt: params.now,
-		})
+		}
+		this.applyStep(row, step)
+		this.journal?.stepSaved(row, step)
 		return true
+	}
+
+	/** Records a step of a job. */
+	applyStep(row: Row, step: StepRow): void {
+		row.steps ??= new Map()
+		row.steps.set(step.stepId, step)
+	}
+
+	/**
+	 * Puts back a job as it was saved (a snapshot), with every index. Jobs must come in their
+	 * insertion order; pending ones become claimable when their `runAt` comes.
+	 */
+	restore(row: Row): void {
+		row.pendingEpoch = 0
+		this.rows.set(row.id, row)
+		if (row.seq > this.seq) this.seq = row.seq
+		if (row.idempotencyKey !== null) this.idempotency.set(`${row.name}\0${row.idempotencyKey}`, row)
+		this.count(row.name)[row.status]++
+		const h = this.holders(row)
+		if (row.status === 'pending') {
+			this.enterPending(row, Number.NEGATIVE_INFINITY)
+		} else if (row.status === 'active') {
+			this.active.add(row)
+			h?.active.add(row)
+		} else if (row.status === 'waiting') {
+			this.waiting.add(row)
+		}
+		if (h && h.pending.size === 0 && h.active.size === 0) this.dedupe.delete(`${row.name}\0${row.dedupeKey}`)
+	}
+
+	/** Active jobs. */
+	activeRows(): IterableIterator<Row> {
+		return this.active.values()
+	}
+
+	/**
+	 * While set, pending jobs are not put in the claim queues (a replay of many changes would
+	 * fill them with entries made stale by later changes); `rebuildQueues` puts them in after.
+	 */
+	deferQueues = false
+
+	/** Puts every pending job in its claim queue, after a replay with `deferQueues`. */
+	rebuildQueues(): void {
+		this.deferQueues = false
+		this.queues.clear()
+		for (const row of this.rows.values()) {
+			if (row.status === 'pending') {
+				row.pendingEpoch++
+				const entry = { row, epoch: row.pendingEpoch, priority: row.priority, runAt: row.runAt, seq: row.seq }
+				this.queueOf(row.name).delayed.push(entry)
+			}
+		}
 	}
 }
 
