@@ -56,8 +56,9 @@ console.log(
 )
 
 // Replay from the dead-letter queue once the mailbox is fixed.
-if (!doomed || !(await queue.dead.replay(doomed))) throw new Error('replay failed')
+// (Counted before the replay: the worker may run the replayed job before replay() returns.)
 const failuresBefore = emailFailures
+if (!doomed || !(await queue.dead.replay(doomed))) throw new Error('replay failed')
 while ((await queue.getJob(doomed))?.status === 'pending') await new Promise((r) => setTimeout(r, 20))
 await queue.close()
 rmSync(dir, { recursive: true, force: true })

@@ -56,26 +56,33 @@ export interface ExecutionDeps {
 /** Why the worker stopped an execution from outside. */
 export type AbortKind = 'cancelled' | 'lease-lost' | 'closing'
 
-type Settlement =
+/** How a run ended, before it becomes an outcome. */
+export type Settlement =
 	| { readonly kind: 'ok'; readonly output: unknown }
 	| { readonly kind: 'error'; readonly error: unknown; readonly fatal: boolean }
 	| { readonly kind: 'aborted'; readonly why: AbortKind; readonly error: Error }
 
 /** One running job. */
 export class Execution {
-	private readonly controller = new AbortController()
+	/** Made when the handler first reads `ctx.signal`: most handlers never do. */
+	private controller: AbortController | null = null
+	private abortReason: Error | null = null
 	private finish: ((s: Settlement) => void) | null = null
 	private settlement: Settlement | null = null
 	private timer: TimerHandle | null = null
-	private explicitDone: Promise<void> | null = null
-	private logLines: string[] | null = null
+	/** @internal The promise an explicit `ctx.complete`/`fail` returns; for the context. */
+	explicitDone: Promise<void> | null = null
+	/** @internal `ctx.log` lines of this attempt; for the context. */
+	logLines: string[] | null = null
 	private input: unknown = undefined
 	private readonly startedAt: number
+	private afterSettle: (() => void) | null = null
 
 	constructor(
 		readonly job: ClaimedJob,
 		readonly def: RuntimeJob,
-		private readonly deps: ExecutionDeps,
+		/** @internal Shared by every execution of a worker; for the context. */
+		readonly deps: ExecutionDeps,
 	) {
 		this.startedAt = deps.clock.now()
 	}
@@ -84,9 +91,25 @@ export class Execution {
 		return this.job.lease.token
 	}
 
+	/** The handler's abort signal, made on first read (aborted at once if the run already was). */
+	get signal(): AbortSignal {
+		if (!this.controller) {
+			this.controller = new AbortController()
+			if (this.abortReason) this.controller.abort(this.abortReason)
+		}
+		return this.controller.signal
+	}
+
+	/** Aborts the signal (the first reason wins), whether or not it was made yet. */
+	private abortSignal(error: Error): void {
+		if (this.abortReason) return
+		this.abortReason = error
+		this.controller?.abort(error)
+	}
+
 	/** Stops the handler from outside: cancel, lost lease, or shutdown. */
 	abort(why: AbortKind, error: Error): void {
-		if (!this.controller.signal.aborted) this.controller.abort(error)
+		this.abortSignal(error)
 		this.resolve({ kind: 'aborted', why, error })
 	}
 
@@ -95,6 +118,16 @@ export class Execution {
 		this.settlement = s
 		if (this.timer) this.deps.clock.clearTimeout(this.timer)
 		this.finish?.(s)
+	}
+
+	/** @internal Settles from inside the handler (`ctx.complete`/`fail`); resolves once persisted. */
+	explicit(s: Settlement): Promise<void> {
+		if (this.settlement) return this.explicitDone ?? Promise.resolve()
+		this.explicitDone = new Promise<void>((done) => {
+			this.afterSettle = done
+		})
+		this.resolve(s)
+		return this.explicitDone
 	}
 
 	/** Runs the job to an outcome. Never rejects. */
@@ -127,70 +160,43 @@ export class Execution {
 				const ms = def.timeoutMs
 				this.timer = deps.clock.setTimeout(() => {
 					const err = new TimeoutError(`Job '${job.name}' (${job.id}) ran past its timeout of ${ms} ms.`, ms)
-					this.controller.abort(err)
+					this.abortSignal(err)
 					this.resolve({ kind: 'error', error: err, fatal: false })
 				}, ms)
 			}
-			const ctx = this.context()
-			void this.callHook('onStart', () => def.hooks.onStart?.(this.input)).then(() => {
-				if (this.settlement) return
-				deps.observer.started(job, this.input)
-				let result: unknown
-				try {
-					result = currentJob.run(ctx, () => def.handler(this.input, ctx))
-				} catch (err) {
-					this.resolve({ kind: 'error', error: err, fatal: false })
-					return
-				}
-				Promise.resolve(result).then(
-					(output) => this.resolve({ kind: 'ok', output }),
-					(error) => this.resolve({ kind: 'error', error, fatal: false }),
-				)
-			})
+			const onStart = def.hooks.onStart
+			if (onStart) {
+				void this.callHook('onStart', () => onStart(this.input)).then(() => this.startHandler())
+			} else {
+				this.startHandler()
+			}
 		})
 	}
 
-	private context(): JobContext {
-		const { job, deps } = this
-		let steps: StepRecorder | null = null
-		const recorder = () => {
-			steps ??= new StepRecorder(deps.storage, deps.clock, job.id, job.lease.token, job.attempt)
-			return steps
+	private startHandler(): void {
+		if (this.settlement) return
+		this.deps.observer.started(this.job, this.input)
+		let result: unknown
+		try {
+			const ctx = new Context(this)
+			result = currentJob.run(ctx, this.def.handler, this.input, ctx)
+		} catch (err) {
+			this.resolve({ kind: 'error', error: err, fatal: false })
+			return
 		}
-		const explicit = (s: Settlement): Promise<void> => {
-			if (this.settlement) return this.explicitDone ?? Promise.resolve()
-			this.explicitDone = new Promise<void>((done) => {
-				this.afterSettle = done
-			})
-			this.resolve(s)
-			return this.explicitDone
-		}
-		return {
-			jobId: job.id,
-			name: job.name,
-			attempt: job.attempt,
-			maxAttempts: job.maxAttempts,
-			retryCount: job.attempt - 1,
-			signal: this.controller.signal,
-			heartbeat: () => deps.heartbeat(this),
-			log: (message, fields) => {
-				const line = fields ? `${message} ${safeFields(fields)}` : message
-				if (!this.logLines) this.logLines = []
-				this.logLines.push(line)
-				deps.logger.info({ jobId: job.id, name: job.name, ...fields }, message)
-			},
-			run: (name, fn) => recorder().run(name, fn),
-			runOnce: (key, fn) => recorder().runOnce(key, fn),
-			complete: (output) => explicit({ kind: 'ok', output }),
-			fail: (reason) => explicit({ kind: 'error', error: reason, fatal: false }),
-			failFatal: (reason) => explicit({ kind: 'error', error: reason, fatal: true }),
+		if (isThenable(result)) {
+			result.then(
+				(output) => this.resolve({ kind: 'ok', output }),
+				(error) => this.resolve({ kind: 'error', error, fatal: false }),
+			)
+		} else {
+			this.resolve({ kind: 'ok', output: result })
 		}
 	}
 
-	private afterSettle: (() => void) | null = null
-
 	private async conclude(s: Settlement): Promise<void> {
 		const { def, job, deps } = this
+		const hooks = def.hooks
 		const now = deps.clock.now()
 		if (this.logLines) deps.addLogs(job.id, this.logLines)
 		try {
@@ -199,7 +205,7 @@ export class Execution {
 					await deps.settle({ kind: 'released', id: job.id, token: this.token })
 				} else if (s.why === 'cancelled') {
 					deps.observer.cancelled(job, this.input, s.error)
-					await this.callHook('onCancel', () => def.hooks.onCancel?.(this.input, s.error))
+					if (hooks.onCancel) await this.callHook('onCancel', () => hooks.onCancel?.(this.input, s.error))
 					await this.settled({ cancel: s.error })
 				} else {
 					deps.observer.leaseLost(job, s.error)
@@ -226,7 +232,7 @@ export class Execution {
 				})
 				if (!ok) return this.refused()
 				deps.observer.completed(job, this.input, output, now - this.startedAt)
-				await this.callHook('onSuccess', () => def.hooks.onSuccess?.(this.input, output))
+				if (hooks.onSuccess) await this.callHook('onSuccess', () => hooks.onSuccess?.(this.input, output))
 				await this.settled({ output })
 				return
 			}
@@ -283,8 +289,10 @@ export class Execution {
 		this.deps.observer.leaseLost(this.job, err)
 	}
 
-	private settled(result: SettledResult<unknown>): Promise<void> {
-		return this.callHook('onSettled', () => this.def.hooks.onSettled?.(this.input, result))
+	private settled(result: SettledResult<unknown>): Promise<void> | undefined {
+		const onSettled = this.def.hooks.onSettled
+		if (!onSettled) return undefined
+		return this.callHook('onSettled', () => onSettled(this.input, result))
 	}
 
 	private async callHook(name: string, fn: () => void | Promise<void> | undefined): Promise<void> {
@@ -297,6 +305,108 @@ export class Execution {
 			)
 		}
 	}
+}
+
+/**
+ * The handler's `ctx`. A class, so a job that uses none of it allocates no closures: each method
+ * is made on first read and kept (so `const { log } = ctx` works too), and the signal is made only
+ * when read.
+ */
+class Context implements JobContext {
+	readonly jobId: string
+	readonly name: string
+	readonly attempt: number
+	readonly maxAttempts: number
+	readonly retryCount: number
+	private steps: StepRecorder | null = null
+	private bound: Partial<Record<ContextMethod, (...args: never[]) => unknown>> | null = null
+
+	constructor(private readonly x: Execution) {
+		const job = x.job
+		this.jobId = job.id
+		this.name = job.name
+		this.attempt = job.attempt
+		this.maxAttempts = job.maxAttempts
+		this.retryCount = job.attempt - 1
+	}
+
+	get signal(): AbortSignal {
+		return this.x.signal
+	}
+
+	/** The method bound to this context, made on first read. */
+	private method<K extends ContextMethod>(key: K, fn: JobContext[K]): JobContext[K] {
+		this.bound ??= {}
+		let f = this.bound[key]
+		if (!f) {
+			f = (fn as (...args: never[]) => unknown).bind(this)
+			this.bound[key] = f
+		}
+		return f as JobContext[K]
+	}
+
+	get heartbeat(): JobContext['heartbeat'] {
+		return this.method('heartbeat', Context.prototype.doHeartbeat)
+	}
+	get log(): JobContext['log'] {
+		return this.method('log', Context.prototype.doLog)
+	}
+	get run(): JobContext['run'] {
+		return this.method('run', Context.prototype.doRun)
+	}
+	get runOnce(): JobContext['runOnce'] {
+		return this.method('runOnce', Context.prototype.doRunOnce)
+	}
+	get complete(): JobContext['complete'] {
+		return this.method('complete', Context.prototype.doComplete)
+	}
+	get fail(): JobContext['fail'] {
+		return this.method('fail', Context.prototype.doFail)
+	}
+	get failFatal(): JobContext['failFatal'] {
+		return this.method('failFatal', Context.prototype.doFailFatal)
+	}
+
+	private recorder(): StepRecorder {
+		const { job, deps } = this.x
+		this.steps ??= new StepRecorder(deps.storage, deps.clock, job.id, job.lease.token, job.attempt)
+		return this.steps
+	}
+	private doHeartbeat(): Promise<void> {
+		return this.x.deps.heartbeat(this.x)
+	}
+	private doLog(message: string, fields?: Record<string, unknown>): void {
+		const x = this.x
+		const line = fields ? `${message} ${safeFields(fields)}` : message
+		if (!x.logLines) x.logLines = []
+		x.logLines.push(line)
+		x.deps.logger.info({ jobId: x.job.id, name: x.job.name, ...fields }, message)
+	}
+	private doRun<T>(name: string, fn: () => T | Promise<T>): Promise<Awaited<T>> {
+		return this.recorder().run(name, fn)
+	}
+	private doRunOnce<T>(key: string, fn: () => T | Promise<T>): Promise<Awaited<T>> {
+		return this.recorder().runOnce(key, fn)
+	}
+	private doComplete(output?: unknown): Promise<void> {
+		return this.x.explicit({ kind: 'ok', output })
+	}
+	private doFail(reason: unknown): Promise<void> {
+		return this.x.explicit({ kind: 'error', error: reason, fatal: false })
+	}
+	private doFailFatal(reason: unknown): Promise<void> {
+		return this.x.explicit({ kind: 'error', error: reason, fatal: true })
+	}
+}
+
+type ContextMethod = 'heartbeat' | 'log' | 'run' | 'runOnce' | 'complete' | 'fail' | 'failFatal'
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+	return (
+		value !== null &&
+		(typeof value === 'object' || typeof value === 'function') &&
+		typeof (value as { then?: unknown }).then === 'function'
+	)
 }
 
 /** The stored form of an attempt's error. */

@@ -18,7 +18,7 @@ import type { Logger } from '../logger.js'
 import type { ClaimedJob, Storage } from '../storage/contract.js'
 import type { Clock, TimerHandle } from '../time.js'
 import { Completer } from './completer.js'
-import { abortErrors, Execution, type ExecutionObserver } from './executor.js'
+import { abortErrors, Execution, type ExecutionDeps, type ExecutionObserver } from './executor.js'
 
 /** Where a runtime error came from. */
 export type RuntimeErrorSource = 'claim' | 'settle' | 'heartbeat' | 'reap' | 'prune' | 'result'
@@ -65,6 +65,8 @@ export class Worker {
 	/** Jobs held outside a slot (claimOrEnqueue handles): heartbeated, not counted. */
 	private readonly adopted = new Map<string, ClaimedJob>()
 	private readonly completer: Completer
+	/** What every execution needs, made once: a job allocates no closures of its own for it. */
+	private readonly executionDeps: ExecutionDeps
 	private pollTimer: TimerHandle | null = null
 	private heartbeatTimer: TimerHandle | null = null
 	private maintenanceTimer: TimerHandle | null = null
@@ -82,6 +84,24 @@ export class Worker {
 		private readonly deps: WorkerDeps,
 	) {
 		this.completer = new Completer(deps.storage, deps.clock, (err) => deps.reportError(err, 'settle'))
+		const completedRemoved = new Map<string, boolean>()
+		this.executionDeps = {
+			storage: deps.storage,
+			clock: deps.clock,
+			logger: deps.logger,
+			observer: deps.observer,
+			settle: (outcome) => this.completer.add(outcome),
+			addLogs: (id, lines) => this.completer.addLogs(id, lines),
+			removeOnComplete: (d) => {
+				let remove = completedRemoved.get(d.name)
+				if (remove === undefined) {
+					remove = settings.retentionFor(d.name).completed === 0
+					completedRemoved.set(d.name, remove)
+				}
+				return remove
+			},
+			heartbeat: (e) => this.heartbeatOne(e),
+		}
 	}
 
 	/** Jobs running now. */
@@ -182,16 +202,7 @@ export class Worker {
 			void this.completer.add({ kind: 'released', id: job.id, token: job.lease.token })
 			return
 		}
-		const execution = new Execution(job, def, {
-			storage: this.deps.storage,
-			clock: this.deps.clock,
-			logger: this.deps.logger,
-			observer: this.deps.observer,
-			settle: (outcome) => this.completer.add(outcome),
-			addLogs: (id, lines) => this.completer.addLogs(id, lines),
-			removeOnComplete: (d) => this.settings.retentionFor(d.name).completed === 0,
-			heartbeat: (e) => this.heartbeatOne(e),
-		})
+		const execution = new Execution(job, def, this.executionDeps)
 		this.running.set(job.id, execution)
 		const done = execution.run().finally(() => {
 			this.running.delete(job.id)
