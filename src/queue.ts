@@ -235,7 +235,8 @@ export interface JobEventMeta<In> {
 /** Events of a queue (`queue.on(...)`). */
 export interface QueueEvents {
 	enqueued: { readonly id: string; readonly name: string }
-	started: { readonly id: string; readonly name: string; readonly attempt: number }
+	/** An attempt started; `runAt` is when the job became due (start minus runAt: queue latency). */
+	started: { readonly id: string; readonly name: string; readonly attempt: number; readonly runAt: Date }
 	completed: {
 		readonly id: string
 		readonly name: string
@@ -498,7 +499,10 @@ class QueueImpl<J> {
 	private observer(): ExecutionObserver {
 		return {
 			started: (job, input) => {
-				this.events.emit('started', { id: job.id, name: job.name, attempt: job.attempt }, undefined)
+				if (this.events.has('started')) {
+					const runAt = new Date(job.runAt ?? job.createdAt)
+					this.events.emit('started', { id: job.id, name: job.name, attempt: job.attempt, runAt }, undefined)
+				}
 				this.bound.get(job.name)?.emit('start', undefined, meta(job, input))
 			},
 			completed: (job, input, output, durationMs) => {

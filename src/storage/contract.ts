@@ -138,6 +138,11 @@ export interface ClaimedJob {
 	/** The retry policy given at enqueue, if any (JSON). */
 	readonly backoff: JsonText | null
 	readonly createdAt: number
+	/**
+	 * When the job became due (its `runAt` before this claim), for queue latency. Optional: a
+	 * storage that leaves it out makes the queue fall back to `createdAt`.
+	 */
+	readonly runAt?: number
 	readonly lease: Lease
 }
 

@@ -778,6 +778,7 @@ function toClaimed(row: Row): ClaimedJob {
 		parentId: row.parentId,
 		backoff: row.backoff,
 		createdAt: row.createdAt,
+		runAt: row.runAt,
 		lease: { owner: row.leaseOwner!, token: row.leaseToken!, expiresAt: row.leaseExpiresAt },
 	}
 }

@@ -584,6 +584,7 @@ function toClaimed(r: JobRecord): ClaimedJob {
 		parentId: r.parent_id,
 		backoff: r.backoff as JsonText | null,
 		createdAt: r.created_at,
+		runAt: r.run_at,
 		lease: { owner: r.lease_owner!, token: r.lease_token!, expiresAt: r.lease_expires_at! },
 	}
 }

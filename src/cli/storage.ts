@@ -1,0 +1,110 @@
+/**
+ * Resolves a storage address (`--storage` or `SPOOL_URL`) to a storage. Each storage module is
+ * imported only when its scheme is used, so `spool` never loads a database driver it does not need.
+ *
+ *   sqlite:path/to/file.db   SQLite (the default: sqlite:.spool/spool.db)
+ *   file:path/to/dir         the file log
+ *   postgres://...           PostgreSQL (also postgresql://)
+ */
+import { ConfigError } from '../errors.js'
+import type { Storage } from '../storage/contract.js'
+
+/** The storage used when neither `--storage` nor `SPOOL_URL` is given. */
+export const DEFAULT_STORAGE = 'sqlite:.spool/spool.db'
+
+/** A storage address, parsed. */
+export type StorageAddress =
+	| { readonly kind: 'sqlite'; readonly path: string }
+	| { readonly kind: 'file'; readonly path: string }
+	| { readonly kind: 'postgres'; readonly url: string }
+
+/** Parses a storage address; a bad one is a ConfigError saying which forms exist. */
+export function parseStorageAddress(address: string): StorageAddress {
+	const a = address.trim()
+	const strip = (rest: string) => (rest.startsWith('//') ? rest.slice(2) : rest)
+	if (a.startsWith('sqlite:')) {
+		const path = strip(a.slice('sqlite:'.length))
+		if (!path) throw new ConfigError(`The storage '${address}' has no path: use sqlite:path/to/file.db.`)
+		return { kind: 'sqlite', path }
+	}
+	if (a.startsWith('file:')) {
+		const path = strip(a.slice('file:'.length))
+		if (!path) throw new ConfigError(`The storage '${address}' has no path: use file:path/to/dir.`)
+		return { kind: 'file', path }
+	}
+	if (a.startsWith('postgres://') || a.startsWith('postgresql://')) return { kind: 'postgres', url: a }
+	if (/\.(db|sqlite|sqlite3)$/i.test(a)) return { kind: 'sqlite', path: a }
+	throw new ConfigError(
+		`Unknown storage '${address}': use sqlite:path/to/file.db, file:path/to/dir or postgres://user@host/db.`,
+	)
+}
+
+/** A module path TypeScript does not resolve at build time (storages that may not be installed). */
+async function importOptional<T>(path: string, what: string): Promise<T> {
+	try {
+		return (await import(path)) as T
+	} catch (err) {
+		const code = (err as { code?: string }).code
+		if (code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(path.split('/').pop()!)) {
+			throw new ConfigError(`The ${what} storage is not available in this version of spool.`)
+		}
+		throw err
+	}
+}
+
+/** Makes the storage an address names. Not opened yet. */
+export async function resolveStorage(address: string | undefined): Promise<Storage> {
+	const parsed = parseStorageAddress(address ?? DEFAULT_STORAGE)
+	switch (parsed.kind) {
+		case 'sqlite': {
+			const { sqlite } = await import('../storage/sqlite/index.js')
+			return sqlite({ path: parsed.path })
+		}
+		case 'file': {
+			const mod = await importOptional<{ file?: (o: { path: string }) => Storage }>(
+				'../storage/file/index.js',
+				'file log',
+			)
+			if (typeof mod.file !== 'function') throw new ConfigError('The file log storage is not available.')
+			return mod.file({ path: parsed.path })
+		}
+		case 'postgres': {
+			const mod = await importOptional<{ postgres?: (o: { connectionString: string }) => Storage }>(
+				'../storage/postgres/index.js',
+				'PostgreSQL',
+			)
+			if (typeof mod.postgres !== 'function')
+				throw new ConfigError('The PostgreSQL storage is not available.')
+			return mod.postgres({ connectionString: parsed.url })
+		}
+	}
+}
+
+/**
+ * Creates or upgrades the storage's schema. PostgreSQL has its own `migrate`; the others migrate
+ * when opened.
+ */
+export async function migrateStorage(address: string | undefined): Promise<string> {
+	const parsed = parseStorageAddress(address ?? DEFAULT_STORAGE)
+	if (parsed.kind === 'postgres') {
+		const mod = await importOptional<{ migrate?: (o: { connectionString: string }) => Promise<unknown> }>(
+			'../storage/postgres/index.js',
+			'PostgreSQL',
+		)
+		if (typeof mod.migrate !== 'function') throw new ConfigError('The PostgreSQL storage cannot migrate.')
+		await mod.migrate({ connectionString: parsed.url })
+		return redact(parsed.url)
+	}
+	const storage = await resolveStorage(address)
+	try {
+		await storage.open()
+		return storage.description
+	} finally {
+		await storage.close()
+	}
+}
+
+/** An address with its password hidden, for output. */
+export function redact(url: string): string {
+	return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@')
+}
