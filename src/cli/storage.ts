@@ -4,7 +4,7 @@
  *
  *   sqlite:path/to/file.db   SQLite (the default: sqlite:.spool/spool.db)
  *   file:path/to/dir         the file log
- *   postgres://...           PostgreSQL (also postgresql://)
+ *   postgres://...           PostgreSQL (also postgresql://; `?schema=name` picks the schema)
  */
 import { ConfigError } from '../errors.js'
 import type { Storage } from '../storage/contract.js'
@@ -16,7 +16,7 @@ export const DEFAULT_STORAGE = 'sqlite:.spool/spool.db'
 export type StorageAddress =
 	| { readonly kind: 'sqlite'; readonly path: string }
 	| { readonly kind: 'file'; readonly path: string }
-	| { readonly kind: 'postgres'; readonly url: string }
+	| { readonly kind: 'postgres'; readonly url: string; readonly schema?: string }
 
 /** Parses a storage address; a bad one is a ConfigError saying which forms exist. */
 export function parseStorageAddress(address: string): StorageAddress {
@@ -32,7 +32,18 @@ export function parseStorageAddress(address: string): StorageAddress {
 		if (!path) throw new ConfigError(`The storage '${address}' has no path: use file:path/to/dir.`)
 		return { kind: 'file', path }
 	}
-	if (a.startsWith('postgres://') || a.startsWith('postgresql://')) return { kind: 'postgres', url: a }
+	if (a.startsWith('postgres://') || a.startsWith('postgresql://')) {
+		// `?schema=name` picks spool's schema (default `spool`); the rest goes to pg as it is.
+		let url: URL
+		try {
+			url = new URL(a)
+		} catch {
+			throw new ConfigError(`The storage '${redact(address)}' is not a valid postgres:// URL.`)
+		}
+		const schema = url.searchParams.get('schema') ?? undefined
+		url.searchParams.delete('schema')
+		return { kind: 'postgres', url: url.toString(), schema }
+	}
 	if (/\.(db|sqlite|sqlite3)$/i.test(a)) return { kind: 'sqlite', path: a }
 	throw new ConfigError(
 		`Unknown storage '${address}': use sqlite:path/to/file.db, file:path/to/dir or postgres://user@host/db.`,
@@ -69,13 +80,8 @@ export async function resolveStorage(address: string | undefined): Promise<Stora
 			return mod.file({ path: parsed.path })
 		}
 		case 'postgres': {
-			const mod = await importOptional<{ postgres?: (o: { connectionString: string }) => Storage }>(
-				'../storage/postgres/index.js',
-				'PostgreSQL',
-			)
-			if (typeof mod.postgres !== 'function')
-				throw new ConfigError('The PostgreSQL storage is not available.')
-			return mod.postgres({ connectionString: parsed.url })
+			const { postgres } = await import('../storage/postgres/index.js')
+			return postgres({ connectionString: parsed.url, schema: parsed.schema })
 		}
 	}
 }
@@ -87,13 +93,10 @@ export async function resolveStorage(address: string | undefined): Promise<Stora
 export async function migrateStorage(address: string | undefined): Promise<string> {
 	const parsed = parseStorageAddress(address ?? DEFAULT_STORAGE)
 	if (parsed.kind === 'postgres') {
-		const mod = await importOptional<{ migrate?: (o: { connectionString: string }) => Promise<unknown> }>(
-			'../storage/postgres/index.js',
-			'PostgreSQL',
-		)
-		if (typeof mod.migrate !== 'function') throw new ConfigError('The PostgreSQL storage cannot migrate.')
-		await mod.migrate({ connectionString: parsed.url })
-		return redact(parsed.url)
+		const { migrate } = await import('../storage/postgres/index.js')
+		const { applied } = await migrate({ connectionString: parsed.url, schema: parsed.schema })
+		const what = `postgres:${redact(parsed.url)}/${parsed.schema ?? 'spool'}`
+		return applied.length > 0 ? `${what} (applied ${applied.join(', ')})` : `${what} (up to date)`
 	}
 	const storage = await resolveStorage(address)
 	try {

@@ -3,7 +3,7 @@
  * fraction of the time tsx needs to transform the sources. Dependencies stay external (resolved
  * from node_modules), so the bundle lives inside the repository, in the ignored `.tmp/`.
  */
-import { mkdirSync } from 'node:fs'
+import { cpSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { build } from 'esbuild'
 
@@ -24,5 +24,7 @@ export async function buildCli(): Promise<string> {
 		packages: 'external',
 		logLevel: 'error',
 	})
+	// The PostgreSQL storage reads its .sql files next to its module: next to the bundle, here.
+	cpSync(join(root, 'src', 'storage', 'postgres', 'sql'), join(dir, 'sql'), { recursive: true })
 	return outfile
 }

@@ -671,6 +671,7 @@ function toClaimed(r: ClaimRecord, lease: { owner: string; token: string; expire
 		parentId: r.parent_id,
 		backoff: r.backoff as JsonText | null,
 		createdAt: r.created_at,
+		runAt: r.run_at,
 		lease,
 	}
 }
