@@ -3,7 +3,7 @@
  * imported only when its scheme is used, so `spool` never loads a database driver it does not need.
  *
  *   sqlite:path/to/file.db   SQLite (the default: sqlite:.spool/spool.db)
- *   file:path/to/dir         the file log
+ *   file:path/to/spool.log   the file log (one process at a time)
  *   postgres://...           PostgreSQL (also postgresql://; `?schema=name` picks the schema)
  */
 import { ConfigError } from '../errors.js'
@@ -29,7 +29,7 @@ export function parseStorageAddress(address: string): StorageAddress {
 	}
 	if (a.startsWith('file:')) {
 		const path = strip(a.slice('file:'.length))
-		if (!path) throw new ConfigError(`The storage '${address}' has no path: use file:path/to/dir.`)
+		if (!path) throw new ConfigError(`The storage '${address}' has no path: use file:path/to/spool.log.`)
 		return { kind: 'file', path }
 	}
 	if (a.startsWith('postgres://') || a.startsWith('postgresql://')) {
@@ -46,21 +46,8 @@ export function parseStorageAddress(address: string): StorageAddress {
 	}
 	if (/\.(db|sqlite|sqlite3)$/i.test(a)) return { kind: 'sqlite', path: a }
 	throw new ConfigError(
-		`Unknown storage '${address}': use sqlite:path/to/file.db, file:path/to/dir or postgres://user@host/db.`,
+		`Unknown storage '${address}': use sqlite:path/to/file.db, file:path/to/spool.log or postgres://user@host/db.`,
 	)
-}
-
-/** A module path TypeScript does not resolve at build time (storages that may not be installed). */
-async function importOptional<T>(path: string, what: string): Promise<T> {
-	try {
-		return (await import(path)) as T
-	} catch (err) {
-		const code = (err as { code?: string }).code
-		if (code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(path.split('/').pop()!)) {
-			throw new ConfigError(`The ${what} storage is not available in this version of spool.`)
-		}
-		throw err
-	}
 }
 
 /** Makes the storage an address names. Not opened yet. */
@@ -72,12 +59,8 @@ export async function resolveStorage(address: string | undefined): Promise<Stora
 			return sqlite({ path: parsed.path })
 		}
 		case 'file': {
-			const mod = await importOptional<{ file?: (o: { path: string }) => Storage }>(
-				'../storage/file/index.js',
-				'file log',
-			)
-			if (typeof mod.file !== 'function') throw new ConfigError('The file log storage is not available.')
-			return mod.file({ path: parsed.path })
+			const { fileLog } = await import('../storage/file/index.js')
+			return fileLog({ path: parsed.path })
 		}
 		case 'postgres': {
 			const { postgres } = await import('../storage/postgres/index.js')

@@ -100,7 +100,7 @@ describe.concurrent('reading', { timeout: 60_000 }, () => {
 		expect(badStatus.output).toContain('--status must be one of')
 		const scheme = await spool(['stats'], { SPOOL_URL: 'redis://localhost' })
 		expect(scheme.code).toBe(2)
-		expect(scheme.output).toContain('use sqlite:path/to/file.db, file:path/to/dir or postgres://')
+		expect(scheme.output).toContain('use sqlite:path/to/file.db, file:path/to/spool.log or postgres://')
 		const json = await spool(['enqueue', 'ok', '{not json'])
 		expect(json.code).toBe(2)
 		expect(json.output).toContain('not valid JSON')
@@ -138,11 +138,21 @@ describe('acting', { timeout: 60_000 }, () => {
 		expect(JSON.parse(prune.stdout)).toEqual({ deleted: 1 })
 	})
 
-	it('the file log scheme works, or says clearly that it is not there', async () => {
-		const r = await spool(['stats', '--storage', `file:${join(dir, 'log')}`])
-		if (r.code !== 0) {
-			expect(r.code).toBe(2)
-			expect(r.output).toMatch(/storage is not available in this version of spool/)
+	it('the file log through file:, and its lock held by another process (exit 4)', async () => {
+		const address = `file:${join(dir, 'log', 'spool.log')}`
+		const enq = await spool(['enqueue', 'logged', '{"y":2}', '--json', '--storage', address])
+		expect(enq.code, enq.output).toBe(0)
+		const stats = await spool(['stats', '--json', '--storage', address])
+		expect(JSON.parse(stats.stdout).byName.logged.pending).toBe(1)
+		const dash = run(['dashboard', '--port', '0', '--storage', address], {})
+		try {
+			await printed(dash, 'spool dashboard on')
+			const locked = await spool(['stats', '--storage', address])
+			expect(locked.code).toBe(4)
+			expect(locked.output).toContain('Could not open the storage')
+		} finally {
+			dash.kill('SIGKILL')
+			await exited(dash)
 		}
 	})
 
