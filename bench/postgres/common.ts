@@ -95,3 +95,25 @@ export interface System {
 
 /** The queue (or task) name every system uses. */
 export const JOB_NAME = 'bench_noop'
+
+/**
+ * Inserts `count` completed jobs into spool's jobs table (schema `schema`) in one statement, then
+ * VACUUM ANALYZE: finished rows as a long-running spool deployment keeps them before pruning.
+ */
+export async function fillFinished(connectionString: string, schema: string, count: number): Promise<void> {
+	const client = new pg.Client({ connectionString })
+	await client.connect()
+	try {
+		const at = Date.now() - 3_600_000
+		await client.query(
+			`INSERT INTO "${schema}".jobs (id, name, input, status, priority, run_at, attempt, max_attempts, output,
+			   created_at, updated_at, started_at, finished_at)
+			 SELECT 'finished-' || g, $1, '{"t":0,"i":0}', 'completed', 0, $2, 1, 1, 'null', $2, $2, $2, $2
+			 FROM generate_series(1, $3::int) g`,
+			[JOB_NAME, at, count],
+		)
+		await client.query(`VACUUM ANALYZE "${schema}".jobs`)
+	} finally {
+		await client.end()
+	}
+}
