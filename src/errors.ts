@@ -23,6 +23,7 @@ export type SpoolErrorCode =
 	| 'SPOOL_JOB_FAILED'
 	| 'SPOOL_HANDLER_THREW'
 	| 'SPOOL_NOT_FOUND'
+	| 'SPOOL_THROTTLED'
 
 /** The base class of every error spool throws. */
 export class SpoolError extends Error {
@@ -191,6 +192,19 @@ export class JobFailedError extends SpoolError {
 		})
 		this.jobId = jobId
 		this.attempts = attempts
+	}
+}
+
+/** `job.run()` of a trigger that its throttle (mode `discard`) dropped: the job was not enqueued. */
+export class ThrottledError extends SpoolError {
+	/** The throttle's id. */
+	readonly throttleId: string
+	constructor(name: string, throttleId: string) {
+		super(
+			'SPOOL_THROTTLED',
+			`Job '${name}' was not enqueued: throttle '${throttleId}' is over its rate (mode 'discard' drops such triggers; use mode 'queue' to delay them instead).`,
+		)
+		this.throttleId = throttleId
 	}
 }
 

@@ -22,6 +22,7 @@ export {
 	StorageCorruptError,
 	StorageForeignError,
 	StorageUnavailableError,
+	ThrottledError,
 	TimeoutError,
 	UnknownJobError,
 	ValidationError,
@@ -29,6 +30,25 @@ export {
 } from './errors.js'
 export type { Emitter, Listener } from './events.js'
 export type { BackoffConfig, BackoffFunction, BackoffOption } from './flow/backoff.js'
+export {
+	type CronConfig,
+	type CronOption,
+	type CronScheduler,
+	cronerScheduler,
+} from './flow/cron.js'
+export type {
+	ConcurrencyConfig,
+	ConcurrencyOption,
+	ConcurrencySpec,
+	DebounceConfig,
+	DebounceOption,
+	DebounceSpec,
+	ThrottleConfig,
+	ThrottleOption,
+	ThrottleSpec,
+} from './flow/limits.js'
+export { createPipe, type PipeDefinition, type PipeOptions } from './flow/pipe.js'
+export type { Trigger } from './flow/trigger.js'
 export {
 	createJob,
 	type JobDefinition,
@@ -42,6 +62,7 @@ export type { JsonValue } from './json.js'
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from './logger.js'
 export {
 	type BoundJob,
+	type BoundPipe,
 	type CancelOutcome,
 	type ClaimHandle,
 	createQueue,
@@ -58,6 +79,7 @@ export {
 	type JobInfo,
 	type JobList,
 	type OutputMap,
+	type PipeInput,
 	type Queue,
 	type QueueEvents,
 	type QueueOptions,

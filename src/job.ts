@@ -5,6 +5,19 @@
 import type { JobContext } from './context.js'
 import { ConfigError } from './errors.js'
 import { type BackoffOption, type ResolvedBackoff, resolveBackoff } from './flow/backoff.js'
+import { type CronOption, type ResolvedCron, resolveCronOption } from './flow/cron.js'
+import {
+	type ConcurrencyOption,
+	type ConcurrencySpec,
+	type DebounceOption,
+	type DebounceSpec,
+	resolveConcurrency,
+	resolveDebounce,
+	resolveThrottle,
+	type ThrottleOption,
+	type ThrottleSpec,
+} from './flow/limits.js'
+import { isTrigger, type Trigger } from './flow/trigger.js'
 import { isStandardSchema, type StandardSchemaV1 } from './schema.js'
 import { type Duration, parseDuration } from './time.js'
 
@@ -55,6 +68,20 @@ export interface JobOptions<Name extends string, In, Out> extends JobHooks<In, O
 	readonly lease?: Duration
 	/** How long finished jobs of this name are kept. */
 	readonly retention?: Retention
+	/**
+	 * How many run at once (a number), how many start per period (`'2 per 5 minutes'`), a config
+	 * with a shared `id`, or a function of the input (per-key limits: one per user at a time).
+	 * Counted in the storage, so the limit holds across every process sharing it.
+	 */
+	readonly concurrency?: ConcurrencyOption<In>
+	/** Drops (`discard`) or delays (`queue`) triggers over a rate. Applied when enqueued. */
+	readonly throttle?: ThrottleOption<In>
+	/** Waits for a quiet period, running once with the latest input (seed 004's leading/trailing modes). */
+	readonly debounce?: DebounceOption<In>
+	/** Start this job from pipes and other jobs: `[pipe.into(fn), otherJob.into(fn)]`. */
+	readonly trigger?: readonly Trigger<NoInfer<In>>[]
+	/** Start this job on a schedule: `'*\/5 * * * *'`, or `{ pattern, timezone, catchUp, input }`. */
+	readonly cron?: CronOption<NoInfer<In>>
 }
 
 /** A job handler: takes the input, returns the output. */
@@ -73,6 +100,11 @@ export interface RuntimeJob {
 	readonly retention: Retention | undefined
 	readonly hooks: JobHooks<unknown, unknown>
 	readonly handler: JobHandler<unknown, unknown>
+	readonly concurrency: ((input: unknown) => ConcurrencySpec | null) | null
+	readonly throttle: ((input: unknown) => ThrottleSpec | null) | null
+	readonly debounce: ((input: unknown) => DebounceSpec | null) | null
+	readonly triggers: readonly Trigger<unknown>[]
+	readonly cron: ResolvedCron | null
 }
 
 /**
@@ -86,6 +118,11 @@ export interface JobDefinition<Name extends string = string, Raw = unknown, In =
 	readonly '~runtime': RuntimeJob
 	/** Carries the types only; never set at run time. */
 	readonly '~types'?: { readonly raw: Raw; readonly input: In; readonly output: Out }
+	/**
+	 * A trigger for another job's `trigger` list: each successful run of this job starts that job
+	 * once, with `map(output)` as its input (the output itself without `map`).
+	 */
+	into<T = Out>(map?: (output: Out) => T): Trigger<T>
 }
 
 type In<S> = StandardSchemaV1.InferInput<S & StandardSchemaV1>
@@ -115,7 +152,17 @@ export function createJob(
 	options: JobOptions<string, unknown, unknown> & { readonly input?: unknown; readonly output?: unknown },
 	handler: JobHandler<unknown, unknown>,
 ): JobDefinition {
-	return { kind: 'spool.job', name: options.name, '~runtime': resolveJob(options, handler) }
+	const runtime = resolveJob(options, handler)
+	return {
+		kind: 'spool.job',
+		name: options.name,
+		'~runtime': runtime,
+		into: (map) => ({
+			kind: 'spool.trigger',
+			source: runtime.name,
+			map: map as ((v: unknown) => never) | undefined,
+		}),
+	}
 }
 
 /** Checks options once, at definition time, so a bad option never surfaces while a job runs. */
@@ -157,8 +204,17 @@ export function resolveJob(
 			if (retention[key] !== undefined) parseDuration(retention[key], `${what} retention.${key}`)
 		}
 	}
+	const triggers = options.trigger ?? []
+	if (!Array.isArray(triggers) || !triggers.every(isTrigger)) {
+		throw new ConfigError(`${what}: 'trigger' must be a list of pipe.into(...) or job.into(...).`)
+	}
 	return {
 		name,
+		concurrency: resolveConcurrency(options.concurrency as ConcurrencyOption | undefined, name, what),
+		throttle: resolveThrottle(options.throttle as ThrottleOption | undefined, name, what),
+		debounce: resolveDebounce(options.debounce as DebounceOption | undefined, name, what),
+		triggers: triggers as readonly Trigger<unknown>[],
+		cron: options.cron === undefined ? null : resolveCronOption(options.cron as CronOption<unknown>, what),
 		inputSchema: options.input as StandardSchemaV1 | undefined,
 		outputSchema: options.output as StandardSchemaV1 | undefined,
 		retries,

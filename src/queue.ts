@@ -9,12 +9,17 @@ import {
 	JobFailedError,
 	JobNotFoundError,
 	QueueClosedError,
+	ThrottledError,
 	TimeoutError,
 	toError,
 	UnknownJobError,
 } from './errors.js'
 import { type Emitter, TypedEmitter } from './events.js'
 import { type BackoffFunction, type BackoffOption, resolveBackoff } from './flow/backoff.js'
+import { type CronScheduler, checkSchedule, cronerScheduler, type ResolvedCron } from './flow/cron.js'
+import { isPipeDefinition, type PipeDefinition } from './flow/pipe.js'
+import { CronRunner } from './flow/schedule.js'
+import { type Trigger, triggeredId } from './flow/trigger.js'
 import { createIdGenerator } from './id.js'
 import { isJobDefinition, type JobDefinition, type Retention, type RuntimeJob, resolveJob } from './job.js'
 import { decodeJson, encodeJson, type JsonText, type JsonValue } from './json.js'
@@ -24,6 +29,7 @@ import type {
 	AttemptError,
 	ClaimedJob,
 	DedupeScope,
+	EnqueueResult,
 	JobRow,
 	JobStatus,
 	NewJob,
@@ -123,9 +129,13 @@ export interface WorkerOptions {
 }
 
 /** Options of createQueue. */
-export interface QueueOptions<J> {
+export interface QueueOptions<J, P = Record<string, never>> {
 	/** The jobs: definitions from createJob, or bare handlers keyed by name. */
 	readonly jobs?: J
+	/** The pipes from createPipe whose events this queue stores and whose triggers it runs. */
+	readonly pipes?: P
+	/** Computes cron ticks. Default: croner. */
+	readonly cronScheduler?: CronScheduler
 	/** Where jobs are kept. Default: memory (lost on exit). */
 	readonly storage?: Storage
 	/** Jobs this process runs at once. Default 10. */
@@ -176,8 +186,13 @@ export interface JobList {
 export interface JobHandle<Out> {
 	readonly id: string
 	readonly name: string
-	/** `created`; `existing` (same id or idempotency key); `deduped` (`id` is the job already queued). */
-	readonly status: 'created' | 'existing' | 'deduped'
+	/**
+	 * `created`; `existing` (same id or idempotency key); `deduped` (`id` is the job already queued);
+	 * `debounced` (`id` is the pending job that now carries this input); `throttled` (dropped by
+	 * the throttle: nothing was stored, `id` is the one it would have had, and `result()` rejects
+	 * with ThrottledError).
+	 */
+	readonly status: 'created' | 'existing' | 'deduped' | 'debounced' | 'throttled'
 	/** Resolves with the output when the job completes; rejects when it ends dead or cancelled. */
 	result(options?: { readonly timeout?: Duration }): Promise<Out>
 }
@@ -208,6 +223,11 @@ export interface BoundJob<In, Out> extends Emitter<JobEvents<Out>, JobEventMeta<
 	start(...args: InputArgs<In, EnqueueOptions>): Promise<JobHandle<Out>>
 	/** Enqueues a run and resolves with its output (rejects with its final error). */
 	run(...args: InputArgs<In, EnqueueOptions>): Promise<Out>
+	/**
+	 * A trigger for another job's `trigger` list: each successful run of this job starts that job
+	 * once, with `map(output)` as input.
+	 */
+	into<T = Out>(map?: (output: Out) => T): Trigger<T>
 	/** Enqueues many runs in one storage round trip. */
 	startMany(
 		items: readonly { readonly input: In; readonly options?: EnqueueOptions }[],
@@ -257,7 +277,7 @@ export interface QueueEvents {
 	/** This process lost a job's lease; its outcome was not recorded. */
 	leaseLost: { readonly id: string; readonly name: string; readonly error: Error }
 	/** A runtime problem: the storage failed, a hook or listener threw. Work goes on. */
-	error: { readonly error: Error; readonly source: RuntimeErrorSource | 'listener' | 'hook' }
+	error: { readonly error: Error; readonly source: RuntimeErrorSource | 'listener' | 'hook' | 'cron' }
 }
 
 /** Dead letters: jobs that failed for good. */
@@ -273,15 +293,33 @@ export interface DeadLetters {
 	replayAll(name: string): Promise<number>
 }
 
+/** A pipe bound to a queue: `queue.pipes.x`. */
+export interface BoundPipe<Raw> {
+	readonly name: string
+	/** Validates and stores an event; resolves once stored. */
+	send(data: Raw): Promise<void>
+}
+
+/** What `send` takes for a pipe entry. */
+export type PipeInput<V> = V extends PipeDefinition<string, infer R, infer _D> ? R : never
+
 /** A queue. */
-export interface Queue<J = Record<string, unknown>> extends Emitter<QueueEvents> {
+export interface Queue<J = Record<string, unknown>, P = Record<string, never>> extends Emitter<QueueEvents> {
 	/** Resolves when the storage is open and the worker started. Every method waits for it. */
 	readonly ready: Promise<void>
 	/** The jobs, bound to this queue. */
 	readonly jobs: { readonly [K in keyof J & string]: BoundJob<EntryInput<J[K]>, EntryOutput<J[K]>> }
+	/** The pipes, bound to this queue. */
+	readonly pipes: { readonly [K in keyof P & string]: BoundPipe<PipeInput<P[K]>> }
 	readonly logger: Logger
 	readonly storage: Storage
-	/** Enqueues by name; null when a dedupe key held it back (seeds 001, 003). */
+	/** Stops claiming jobs of this name, in every process sharing the storage, until `resume`. Durable. */
+	pause(name: keyof EnqueueMap<J> & string): Promise<void>
+	/** Lets jobs of a paused name be claimed again. */
+	resume(name: keyof EnqueueMap<J> & string): Promise<void>
+	/** The paused job names. */
+	listPaused(): Promise<string[]>
+	/** Enqueues by name; null when a dedupe key or a throttle held it back (seeds 001, 003, 004). */
 	enqueue<N extends keyof EnqueueMap<J> & string>(
 		name: N,
 		...args: InputArgs<EnqueueMap<J>[N], EnqueueOptions>
@@ -361,15 +399,26 @@ interface Waiter {
 }
 
 /** Creates a queue. Call `await queue.ready` (or any method) to open it. */
-export function createQueue<J = Record<string, unknown>>(options: QueueOptions<J> = {}): Queue<J> {
-	return new QueueImpl<J>(options) as unknown as Queue<J>
+export function createQueue<J = Record<string, unknown>, P = Record<string, never>>(
+	options: QueueOptions<J, P> = {},
+): Queue<J, P> {
+	return new QueueImpl<J, P>(options) as unknown as Queue<J, P>
 }
 
-class QueueImpl<J> {
+/** A job a trigger starts, and how its input is made from the source's value. */
+interface TriggerTarget {
+	readonly def: RuntimeJob
+	readonly map: ((value: never) => unknown) | undefined
+}
+
+class QueueImpl<J, P> {
 	readonly ready: Promise<void>
 	readonly logger: Logger
 	readonly storage: Storage
 	readonly jobs: Record<string, BoundJobImpl>
+	readonly pipes: Record<string, { name: string; send(data: unknown): Promise<void> }> = {}
+	private readonly targets = new Map<string, TriggerTarget[]>()
+	private cron: CronRunner | null = null
 	readonly dead: DeadLetters
 	private readonly defs = new Map<string, RuntimeJob>()
 	private readonly bound = new Map<string, BoundJobImpl>()
@@ -386,7 +435,7 @@ class QueueImpl<J> {
 	private closed = false
 	private closing: Promise<void> | null = null
 
-	constructor(options: QueueOptions<J>) {
+	constructor(options: QueueOptions<J, P>) {
 		this.logger = options.logger ?? consoleLogger()
 		this.storage = options.storage ?? memory()
 		this.clock = options.clock ?? systemClock
@@ -419,6 +468,47 @@ class QueueImpl<J> {
 			const bound = new BoundJobImpl(this, def)
 			this.bound.set(def.name, bound)
 			this.jobs[key] = bound
+		}
+		for (const [key, entry] of Object.entries((options.pipes ?? {}) as Record<string, unknown>)) {
+			if (!isPipeDefinition(entry)) {
+				throw new ConfigError(`pipes.${key} must be a pipe from createPipe(), got ${typeof entry}.`)
+			}
+			const pipe = entry['~runtime']
+			if (this.defs.has(pipe.jobName)) {
+				throw new ConfigError(`Two pipes are named '${pipe.name}': pipe names must be unique in a queue.`)
+			}
+			// A pipe's events are jobs of an internal name whose output is the event's data.
+			const def = resolveJob({ name: pipe.jobName, input: pipe.schema, retry: 10 }, (data: unknown) => data)
+			this.defs.set(def.name, def)
+			const send = async (data: unknown) => {
+				this.assertOpen()
+				const row = await this.prepare(def.name, data, undefined)
+				await this.insert([row], [data])
+			}
+			pipe.sender = send
+			this.pipes[key] = { name: pipe.name, send }
+		}
+		for (const def of this.defs.values()) {
+			for (const trigger of def.triggers) {
+				if (!this.defs.has(trigger.source)) {
+					throw new ConfigError(
+						`Job '${def.name}' is triggered by '${trigger.source.replace(/^spool:pipe:/, 'pipe ')}', which is not in this queue: register it in createQueue({ jobs }) or ({ pipes }) too.`,
+					)
+				}
+				const list = this.targets.get(trigger.source) ?? []
+				list.push({ def, map: trigger.map })
+				this.targets.set(trigger.source, list)
+			}
+		}
+		const scheduler = options.cronScheduler ?? cronerScheduler
+		if (typeof scheduler?.next !== 'function') {
+			throw new ConfigError('cronScheduler must have a next(pattern, after, timezone) method.')
+		}
+		const crons = new Map<string, ResolvedCron>()
+		for (const def of this.defs.values()) {
+			if (!def.cron) continue
+			checkSchedule(scheduler, def.cron, `Job '${def.name}'`)
+			crons.set(def.name, def.cron)
 		}
 		const workerOpts: WorkerOptions = typeof options.worker === 'object' ? options.worker : {}
 		this.inline = workerOpts.inline === true
@@ -455,6 +545,7 @@ class QueueImpl<J> {
 						observer: this.observer(),
 						reportError: (error, source) => this.reportError(error, source),
 						isPaused: () => false,
+						followUps: (job, output) => this.followUps(job, output),
 					},
 				)
 			: null
@@ -473,8 +564,19 @@ class QueueImpl<J> {
 				return ids.length
 			},
 		}
+		if (this.worker && crons.size > 0) {
+			this.cron = new CronRunner(crons, {
+				scheduler,
+				clock: this.clock,
+				fire: (name, cron, at) => this.fireTick(name, cron, at),
+				lastTick: (name) => this.storage.lastTick({ key: name }),
+				report: (err) => this.reportError(err, 'cron'),
+			})
+		}
 		this.ready = this.storage.open().then(() => {
-			if (!this.closed) this.worker?.start()
+			if (this.closed) return
+			this.worker?.start()
+			void this.cron?.start()
 		})
 		// A failed open surfaces where the user awaits; keep it from being an unhandled rejection here.
 		this.ready.catch(() => {})
@@ -490,7 +592,50 @@ class QueueImpl<J> {
 		this.events.off(event, listener)
 	}
 
-	private reportError(error: unknown, source: RuntimeErrorSource | 'listener' | 'hook'): void {
+	/** The jobs a successful run of `job` starts (its triggers), enqueued with its completion. */
+	private async followUps(job: ClaimedJob, output: unknown): Promise<NewJob[]> {
+		const targets = this.targets.get(job.name)
+		if (!targets) return []
+		const rows: NewJob[] = []
+		for (const t of targets) {
+			const input = t.map ? t.map(output as never) : output
+			rows.push(
+				await this.prepare(
+					t.def.name,
+					input === undefined ? NO_INPUT : input,
+					{
+						id: triggeredId(job.id, t.def.name),
+					},
+					null,
+				),
+			)
+		}
+		return rows
+	}
+
+	/** Enqueues one cron tick; the tick guard makes one process's insert win. */
+	private async fireTick(name: string, cron: ResolvedCron, at: number): Promise<void> {
+		const row = await this.prepare(name, cron.input, { id: `spool:cron:${name}:${at}`, runAt: at }, null)
+		await this.insert([{ ...row, tick: { key: name, at } }], [cron.input])
+	}
+
+	async pause(name: string): Promise<void> {
+		await this.ready
+		await this.storage.setPaused({ name, paused: true, now: this.clock.now() })
+	}
+
+	async resume(name: string): Promise<void> {
+		await this.ready
+		await this.storage.setPaused({ name, paused: false, now: this.clock.now() })
+		this.worker?.notify()
+	}
+
+	async listPaused(): Promise<string[]> {
+		await this.ready
+		return this.storage.listPaused()
+	}
+
+	private reportError(error: unknown, source: RuntimeErrorSource | 'listener' | 'hook' | 'cron'): void {
 		const err = toError(error)
 		this.logger.error({ err, source }, `spool ${source} failed: ${err.message}`)
 		this.events.emit('error', { error: err, source }, undefined)
@@ -568,12 +713,21 @@ class QueueImpl<J> {
 		if (this.closed) throw new QueueClosedError()
 	}
 
-	/** Validates, encodes and builds the row of one enqueue. Throws before anything is stored. */
-	async prepare(name: string, input: unknown, options: EnqueueOptions | undefined): Promise<NewJob> {
+	/**
+	 * Validates, encodes and builds the row of one enqueue. Throws before anything is stored.
+	 * `parentId`: the parent job; by default the job whose handler is running, if any.
+	 */
+	async prepare(
+		name: string,
+		input: unknown,
+		options: EnqueueOptions | undefined,
+		parentId?: string | null,
+	): Promise<NewJob> {
 		const def = this.defs.get(name)
 		const o = options ?? {}
 		const what = `The input of job '${name}'`
-		if (def?.inputSchema) await validate(def.inputSchema, input === NO_INPUT ? undefined : input, what)
+		const given = input === NO_INPUT ? undefined : input
+		const parsed = def?.inputSchema ? await validate(def.inputSchema, given, what) : given
 		if (!def && this.defs.size > 0) {
 			// A queue given its jobs knows them all: an unknown name is a typo, not a remote job.
 			throw new UnknownJobError(name, [...this.defs.keys()])
@@ -621,7 +775,8 @@ class QueueImpl<J> {
 				throw new ConfigError(`${key} must be a string of 1 to 512 characters.`)
 			}
 		}
-		const parent = currentJob.getStore()
+		const parent = parentId === undefined ? (currentJob.getStore()?.jobId ?? null) : parentId
+		const flowInput = parsed === undefined ? null : parsed
 		return {
 			id: o.id ?? this.nextId(),
 			name,
@@ -632,8 +787,11 @@ class QueueImpl<J> {
 			dedupeKey: o.dedupeKey ?? null,
 			dedupeScope: o.dedupeScope ?? 'pending+active',
 			idempotencyKey: o.idempotencyKey ?? null,
-			parentId: parent ? parent.jobId : null,
+			parentId: parent,
 			backoff: o.backoff === undefined ? null : encodeBackoff(o.backoff),
+			concurrency: def?.concurrency?.(flowInput) ?? null,
+			throttle: def?.throttle?.(flowInput) ?? null,
+			debounce: def?.debounce?.(flowInput) ?? null,
 		}
 	}
 
@@ -672,7 +830,7 @@ class QueueImpl<J> {
 		const input = args.length === 0 ? NO_INPUT : args[0]
 		const row = await this.prepare(name, input, args[1])
 		const [r] = await this.insert([row], [input === NO_INPUT ? null : input], args[1]?.tx)
-		return r!.status === 'deduped' ? null : r!.id
+		return r!.status === 'deduped' || r!.status === 'throttled' ? null : r!.id
 	}
 
 	async enqueueMany(
@@ -686,7 +844,7 @@ class QueueImpl<J> {
 			items.map((i) => i.input),
 			tx,
 		)
-		return results.map((r) => (r.status === 'deduped' ? null : r.id))
+		return results.map((r) => (r.status === 'deduped' || r.status === 'throttled' ? null : r.id))
 	}
 
 	async claimOrEnqueue(
@@ -863,6 +1021,7 @@ class QueueImpl<J> {
 
 	async drain(): Promise<void> {
 		await this.ready
+		await this.cron?.idle()
 		await this.worker?.drain()
 	}
 
@@ -874,6 +1033,7 @@ class QueueImpl<J> {
 	close(options: { timeout?: Duration } = {}): Promise<void> {
 		this.closing ??= (async () => {
 			this.closed = true
+			this.cron?.stop()
 			const timeoutMs = parseDuration(options.timeout ?? '10s', 'close timeout')
 			try {
 				await this.ready
@@ -956,7 +1116,7 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 	readonly name: string
 
 	constructor(
-		private readonly queue: QueueImpl<unknown>,
+		private readonly queue: QueueImpl<unknown, unknown>,
 		private readonly def: RuntimeJob,
 	) {
 		super((err, event) => queue.logger.error({ err, event }, `A listener of '${def.name}.${event}' threw.`))
@@ -979,7 +1139,11 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 		}
 	}
 
-	private handle(r: { status: 'created' | 'existing' | 'deduped'; id: string }): JobHandle<unknown> {
+	private handle(r: EnqueueResult, row: NewJob): JobHandle<unknown> {
+		if (r.status === 'throttled') {
+			const error = new ThrottledError(this.name, row.throttle?.key ?? this.name)
+			return { id: row.id, name: this.name, status: r.status, result: () => Promise.reject(error) }
+		}
 		return {
 			id: r.id,
 			name: this.name,
@@ -988,11 +1152,15 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 		}
 	}
 
+	into(map?: (output: unknown) => unknown): Trigger<unknown> {
+		return { kind: 'spool.trigger', source: this.name, map: map as ((v: never) => unknown) | undefined }
+	}
+
 	async start(...args: [input?: unknown, options?: EnqueueOptions]): Promise<JobHandle<unknown>> {
 		const input = args.length === 0 ? NO_INPUT : args[0]
 		const row = await this.queue.prepare(this.name, input, args[1])
 		const [r] = await this.queue.insert([row], [input === NO_INPUT ? null : input], args[1]?.tx)
-		return this.handle(r!)
+		return this.handle(r!, row)
 	}
 
 	async run(...args: [input?: unknown, options?: EnqueueOptions]): Promise<unknown> {
@@ -1010,6 +1178,6 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 			items.map((i) => i.input),
 			tx,
 		)
-		return results.map((r) => this.handle(r))
+		return results.map((r, i) => this.handle(r, rows[i]!))
 	}
 }

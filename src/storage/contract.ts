@@ -20,6 +20,7 @@
  *   presented with a token that no longer holds the job is refused (`lost`), never applied.
  * - `input`, `output` and step results are JSON text, encoded once by the queue.
  */
+import type { ConcurrencySpec, DebounceSpec, ThrottleSpec } from '../flow/limits.js'
 import type { JsonText } from '../json.js'
 
 /** The states of a job. `completed`, `dead` and `cancelled` are terminal. */
@@ -114,6 +115,20 @@ export interface NewJob {
 	readonly parentId: string | null
 	/** A retry policy given at enqueue (JSON), overriding the job's; null for the job's own. */
 	readonly backoff: JsonText | null
+	/**
+	 * A concurrency limit kept with the job: `claim` skips it while its key is at the limit (jobs
+	 * of the key running now, or starts in the window), counted over every process of the storage.
+	 */
+	readonly concurrency?: ConcurrencySpec | null
+	/** Applied by `enqueue`, atomically with the insert (see `admitThrottle` in src/flow/limits.ts). */
+	readonly throttle?: ThrottleSpec | null
+	/** Applied by `enqueue`, atomically with the insert (see `decideDebounce` in src/flow/limits.ts). */
+	readonly debounce?: DebounceSpec | null
+	/**
+	 * A schedule tick: insert only if no tick at or after `at` was inserted for `key` before
+	 * (else `existing`), and remember `at` as the key's latest tick, even after the job is pruned.
+	 */
+	readonly tick?: { readonly key: string; readonly at: number } | null
 }
 
 /** What became of one job given to `enqueue`. */
@@ -124,6 +139,10 @@ export type EnqueueResult =
 	| { readonly status: 'existing'; readonly id: string }
 	/** A job with the same dedupe key is pending (or active, per scope): nothing inserted. */
 	| { readonly status: 'deduped'; readonly id: string }
+	/** Over its throttle (mode `discard`): nothing inserted; `id` is the latest job let through, if kept. */
+	| { readonly status: 'throttled'; readonly id: string | null }
+	/** Debounced into the key's pending job `id`, which now has this input and a later runAt. */
+	| { readonly status: 'debounced'; readonly id: string }
 
 /** A job handed to a worker by `claim`, with the lease it now holds. */
 export interface ClaimedJob {
@@ -156,6 +175,11 @@ export type Outcome =
 			readonly output: JsonText
 			/** Delete the row at once instead of keeping it for its retention period. */
 			readonly remove?: boolean
+			/**
+			 * Jobs to enqueue in the same transaction, only if the completion is applied (triggers):
+			 * a crash can lose neither the completion without them nor them without it.
+			 */
+			readonly followUps?: readonly NewJob[]
 	  }
 	/** The attempt failed and attempts are left: pending again at `runAt`. */
 	| {
@@ -351,6 +375,13 @@ export interface Storage {
 		readonly limit: number
 		readonly name?: string
 	}): Promise<number>
+
+	/** Pauses (claims skip the name, in every process) or resumes a job name. Durable. */
+	setPaused(params: { readonly name: string; readonly paused: boolean; readonly now: number }): Promise<void>
+	/** The paused job names, sorted. */
+	listPaused(): Promise<string[]>
+	/** The latest schedule tick enqueued for a key (see `NewJob.tick`), or null. */
+	lastTick(params: { readonly key: string }): Promise<number | null>
 
 	getJob(params: { readonly id: string }): Promise<JobRow | null>
 	listJobs(params: {

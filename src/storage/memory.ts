@@ -3,6 +3,15 @@
  * process and is gone when it exits. For tests, scripts, and as the model the other storages are
  * checked against by test/conformance.
  */
+import {
+	admitThrottle,
+	admitWindow,
+	type ConcurrencySpec,
+	type DebounceState,
+	decideDebounce,
+	type ThrottleState,
+	type WindowState,
+} from '../flow/limits.js'
 import { createLeaseToken } from '../id.js'
 import type { JsonText } from '../json.js'
 import {
@@ -57,6 +66,7 @@ export interface Row {
 	logs: string[]
 	parentId: string | null
 	backoff: JsonText | null
+	concurrency: ConcurrencySpec | null
 	createdAt: number
 	updatedAt: number
 	startedAt: number | null
@@ -110,6 +120,10 @@ export interface MemoryJournal {
 	settled(row: Row, outcome: Outcome, now: number): void
 	/** The reaper took an expired lease back (the row is now pending or dead). */
 	reaped(row: Row, now: number): void
+	/** A flow state entry was set (null: deleted). */
+	meta(key: string, value: unknown): void
+	/** A pending job took a debounced trigger's input and runAt. */
+	debounced(row: Row, now: number): void
 	/** A waiting job was woken. */
 	woken(row: Row, now: number): void
 	cancelled(row: Row, now: number): void
@@ -144,6 +158,14 @@ export class MemoryStorage implements Storage {
 	private readonly active = new Set<Row>()
 	private readonly waiting = new Set<Row>()
 	private readonly counts = new Map<string, StatusCounts>()
+	/** Active jobs per concurrency key (limits without a window). */
+	private readonly running = new Map<string, number>()
+	/**
+	 * Per-key flow state, as the decisions in flow/limits return it: `t:` throttles, `d:`
+	 * debounces, `c:` concurrency windows (`{ state, until }`), `tick:` schedule ticks, `paused:`
+	 * paused names. Every change goes through `setMeta`, which journals it.
+	 */
+	readonly meta = new Map<string, unknown>()
 	/** The last insertion sequence number given. */
 	seq = 0
 
@@ -179,7 +201,39 @@ export class MemoryStorage implements Storage {
 				if (active && job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
 			}
 		}
-		const row = this.create(job, now, null)
+		if (job.tick) {
+			const last = this.meta.get(`tick:${job.tick.key}`) as number | undefined
+			if (last !== undefined && last >= job.tick.at) return { status: 'existing', id: job.id }
+			this.setMeta(`tick:${job.tick.key}`, job.tick.at)
+		}
+		let runAt = job.runAt
+		let trailing = false
+		if (job.debounce) {
+			const key = `d:${job.debounce.key}`
+			const state = (this.meta.get(key) as DebounceState | undefined) ?? null
+			const pending = state?.jobId ? this.rows.get(state.jobId) : undefined
+			const d = decideDebounce(state, pending?.status === 'pending', job.debounce, now)
+			if (d.kind === 'replace') {
+				const row = pending!
+				this.applyDebounce(row, job.input, d.runAt, now)
+				this.journal?.debounced(row, now)
+				this.setMeta(key, d.state)
+				return { status: 'debounced', id: row.id }
+			}
+			runAt = d.runAt
+			trailing = d.trailing
+			this.setMeta(key, trailing ? { ...d.state, jobId: job.id } : d.state)
+		}
+		if (job.throttle) {
+			const key = `t:${job.throttle.key}`
+			const state = (this.meta.get(key) as ThrottleState | undefined) ?? null
+			const t = admitThrottle(state, job.throttle, now, runAt)
+			if (!t.ok) return { status: 'throttled', id: (this.meta.get(`${key}:last`) as string) ?? null }
+			this.setMeta(key, t.state)
+			this.setMeta(`${key}:last`, job.id)
+			runAt = t.runAt
+		}
+		const row = this.create(runAt === job.runAt ? job : { ...job, runAt }, now, null)
 		this.journal?.created(row)
 		return { status: 'created', id: job.id }
 	}
@@ -206,6 +260,7 @@ export class MemoryStorage implements Storage {
 			logs: [],
 			parentId: job.parentId,
 			backoff: job.backoff,
+			concurrency: job.concurrency ?? null,
 			createdAt: now,
 			updatedAt: now,
 			startedAt: null,
@@ -259,6 +314,9 @@ export class MemoryStorage implements Storage {
 		row.status = to
 		row.updatedAt = now
 		const h = this.holders(row)
+		const limited = row.concurrency !== null && row.concurrency.windowMs === null
+		if (limited && from === 'active') this.running.set(row.concurrency!.key, this.runningOf(row) - 1)
+		if (limited && to === 'active') this.running.set(row.concurrency!.key, this.runningOf(row) + 1)
 		if (from === 'active') {
 			this.active.delete(row)
 			row.leaseOwner = null
@@ -316,6 +374,24 @@ export class MemoryStorage implements Storage {
 		return e.row.status === 'pending' && e.epoch === e.row.pendingEpoch && this.rows.get(e.row.id) === e.row
 	}
 
+	private runningOf(row: Row): number {
+		return this.running.get(row.concurrency!.key) ?? 0
+	}
+
+	/** Whether the row's concurrency key lets one more start now; takes the start if so. */
+	private admit(row: Row, now: number): boolean {
+		const c = row.concurrency
+		if (c === null) return true
+		if (c.windowMs === null) return this.runningOf(row) < c.limit
+		const key = `c:${c.key}`
+		const w = this.meta.get(key) as { state: WindowState; until: number | null } | undefined
+		if ((w?.until ?? 0) > now) return false
+		const r = admitWindow(w?.state ?? null, c, now)
+		if (!r.ok) return false
+		this.setMeta(key, { state: r.state, until: r.until })
+		return true
+	}
+
 	private blockedBySingleFlight(row: Row): boolean {
 		if (row.dedupeKey === null) return false
 		const h = this.dedupe.get(`${row.name}\0${row.dedupeKey}`)
@@ -338,7 +414,7 @@ export class MemoryStorage implements Storage {
 		const heaps: MinHeap<HeapEntry>[] = []
 		for (const name of params.names) {
 			const q = this.queues.get(name)
-			if (!q) continue
+			if (!q || this.meta.has(`paused:${name}`)) continue
 			this.promote(q, now)
 			if (q.ready.size > 0) heaps.push(q.ready)
 		}
@@ -360,7 +436,7 @@ export class MemoryStorage implements Storage {
 			if (!best || !bestEntry) break
 			best.pop()
 			const row = bestEntry.row
-			if (this.blockedBySingleFlight(row)) {
+			if (this.blockedBySingleFlight(row) || !this.admit(row, now)) {
 				skipped.push(bestEntry)
 				continue
 			}
@@ -458,6 +534,7 @@ export class MemoryStorage implements Storage {
 			if (!row) return { id: o.id, ok: false }
 			this.applyOutcome(row, o, now)
 			this.journal?.settled(row, o, now)
+			if (o.kind === 'completed') for (const job of o.followUps ?? []) this.insert(job, now)
 			return { id: o.id, ok: true }
 		})
 	}
@@ -628,6 +705,42 @@ export class MemoryStorage implements Storage {
 		return n
 	}
 
+	/** Sets (or, with null, deletes) one entry of the flow state, and journals it. */
+	setMeta(key: string, value: unknown): void {
+		this.applyMeta(key, value)
+		this.journal?.meta(key, value)
+	}
+
+	/** Sets or deletes a flow state entry without journaling (replay). */
+	applyMeta(key: string, value: unknown): void {
+		if (value === null) this.meta.delete(key)
+		else this.meta.set(key, value)
+	}
+
+	/** A debounced trigger: the pending job takes its input and a new runAt. */
+	applyDebounce(row: Row, input: JsonText, runAt: number, now: number): void {
+		row.input = input
+		row.runAt = runAt
+		row.updatedAt = now
+		this.enterPending(row, now)
+	}
+
+	async setPaused(params: { name: string; paused: boolean; now: number }): Promise<void> {
+		const key = `paused:${params.name}`
+		if (params.paused !== this.meta.has(key)) this.setMeta(key, params.paused ? params.now : null)
+	}
+
+	async listPaused(): Promise<string[]> {
+		return [...this.meta.keys()]
+			.filter((k) => k.startsWith('paused:'))
+			.map((k) => k.slice(7))
+			.sort()
+	}
+
+	async lastTick(params: { key: string }): Promise<number | null> {
+		return (this.meta.get(`tick:${params.key}`) as number | undefined) ?? null
+	}
+
 	async getJob(params: { id: string }): Promise<JobRow | null> {
 		const row = this.rows.get(params.id)
 		return row ? toJobRow(row) : null
@@ -726,6 +839,9 @@ export class MemoryStorage implements Storage {
 		} else if (row.status === 'active') {
 			this.active.add(row)
 			h?.active.add(row)
+			if (row.concurrency !== null && row.concurrency.windowMs === null) {
+				this.running.set(row.concurrency.key, this.runningOf(row) + 1)
+			}
 		} else if (row.status === 'waiting') {
 			this.waiting.add(row)
 		}

@@ -22,7 +22,7 @@ import type { RuntimeJob, SettledResult } from '../job.js'
 import { decodeJson, encodeOutput, type JsonText } from '../json.js'
 import type { Logger } from '../logger.js'
 import { validate } from '../schema.js'
-import type { AttemptError, ClaimedJob, Outcome, Storage } from '../storage/contract.js'
+import type { AttemptError, ClaimedJob, NewJob, Outcome, Storage } from '../storage/contract.js'
 import type { Clock, TimerHandle } from '../time.js'
 
 /** The context of the job running in the current async scope, for the free `run` function. */
@@ -51,6 +51,8 @@ export interface ExecutionDeps {
 	readonly removeOnComplete: (def: RuntimeJob) => boolean
 	/** Asks the worker to heartbeat this job now. */
 	readonly heartbeat: (execution: Execution) => Promise<void>
+	/** The jobs a successful run starts (triggers), enqueued in the same transaction as its completion. */
+	readonly followUps?: (job: ClaimedJob, output: unknown) => Promise<NewJob[]>
 }
 
 /** Why the worker stopped an execution from outside. */
@@ -215,11 +217,13 @@ export class Execution {
 			if (s.kind === 'ok') {
 				let text: JsonText
 				let output = s.output
+				let followUps: NewJob[] = []
 				try {
 					if (def.outputSchema) {
 						output = await validate(def.outputSchema, output, `The output of job '${job.name}' (${job.id})`)
 					}
 					text = encodeOutput(output, `The output of job '${job.name}'`)
+					if (deps.followUps) followUps = await deps.followUps(job, output)
 				} catch (err) {
 					return await this.fail(err, true, now)
 				}
@@ -229,6 +233,7 @@ export class Execution {
 					token: this.token,
 					output: text,
 					remove: deps.removeOnComplete(def),
+					...(followUps.length > 0 ? { followUps } : {}),
 				})
 				if (!ok) return this.refused()
 				deps.observer.completed(job, this.input, output, now - this.startedAt)

@@ -15,7 +15,7 @@ import { LeaseLostError } from '../errors.js'
 import { createLeaseToken } from '../id.js'
 import type { RuntimeJob } from '../job.js'
 import type { Logger } from '../logger.js'
-import type { ClaimedJob, Storage } from '../storage/contract.js'
+import type { ClaimedJob, NewJob, Storage } from '../storage/contract.js'
 import type { Clock, TimerHandle } from '../time.js'
 import { Completer } from './completer.js'
 import { abortErrors, Execution, type ExecutionDeps, type ExecutionObserver } from './executor.js'
@@ -51,6 +51,8 @@ export interface WorkerDeps {
 	readonly reportError: (error: unknown, where: RuntimeErrorSource) => void
 	/** Names not to claim (paused). */
 	readonly isPaused: (name: string) => boolean
+	/** The jobs a successful run starts (triggers), enqueued with its completion. */
+	readonly followUps?: (job: ClaimedJob, output: unknown) => Promise<NewJob[]>
 }
 
 type FetchMode = 'stopped' | 'fetching' | 'idle' | 'full' | 'backoff'
@@ -101,6 +103,7 @@ export class Worker {
 				return remove
 			},
 			heartbeat: (e) => this.heartbeatOne(e),
+			followUps: deps.followUps,
 		}
 	}
 

@@ -42,6 +42,10 @@ export function newJob(over: Partial<NewJob> & { name?: string } = {}): NewJob {
 		idempotencyKey: over.idempotencyKey ?? null,
 		parentId: over.parentId ?? null,
 		backoff: over.backoff ?? null,
+		concurrency: over.concurrency ?? null,
+		throttle: over.throttle ?? null,
+		debounce: over.debounce ?? null,
+		tick: over.tick ?? null,
 	}
 }
 

@@ -3,6 +3,8 @@
  * `runConformance('sqlite', factory)`; a storage is not done until all of it passes.
  */
 import { describe } from 'vitest'
+import { flowQueueCases } from './flow-queue-cases.js'
+import { flowStorageCases } from './flow-storage-cases.js'
 import type { StorageFactory } from './harness.js'
 import { queueCases } from './queue-cases.js'
 import { storageCases } from './storage-cases.js'
@@ -13,5 +15,7 @@ export function runConformance(name: string, factory: StorageFactory): void {
 	describe(`conformance: ${name}`, () => {
 		describe('storage contract', () => storageCases(factory))
 		describe('queue', () => queueCases(factory))
+		describe('flow: storage contract', () => flowStorageCases(factory))
+		describe('flow: queue', () => flowQueueCases(factory))
 	})
 }

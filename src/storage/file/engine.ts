@@ -302,6 +302,12 @@ export class Engine implements MemoryJournal {
 	stepSaved(row: Row, step: StepRow): void {
 		encode.step(this.begin(), row, step)
 	}
+	meta(key: string, value: unknown): void {
+		encode.meta(this.begin(), key, value)
+	}
+	debounced(row: Row, now: number): void {
+		encode.debounced(this.begin(), row, now)
+	}
 
 	// ---- group commit --------------------------------------------------------------------------
 
@@ -496,6 +502,10 @@ export class Engine implements MemoryJournal {
 		encode.snapshot(w, this.mem.seq, this.mem.rows.size)
 		for (const row of this.mem.rows.values()) {
 			encode.row(w, row)
+			if (w.pos >= SNAPSHOT_FRAME) out()
+		}
+		for (const [key, value] of this.mem.meta) {
+			encode.meta(w, key, value)
 			if (w.pos >= SNAPSHOT_FRAME) out()
 		}
 		if (w.pos > FRAME_HEADER) out()

@@ -270,6 +270,18 @@ export class FileLogStorage implements Storage {
 		return this.change((e) => e.mem.prune(params))
 	}
 
+	setPaused(params: { name: string; paused: boolean; now: number }): Promise<void> {
+		return this.change((e) => e.mem.setPaused(params))
+	}
+
+	listPaused(): Promise<string[]> {
+		return this.e.mem.listPaused()
+	}
+
+	lastTick(params: { key: string }): Promise<number | null> {
+		return this.e.mem.lastTick(params)
+	}
+
 	getJob(params: { id: string }): Promise<JobRow | null> {
 		return this.e.mem.getJob(params)
 	}

@@ -5,6 +5,7 @@
  * Every record starts with its type byte. A lease is not logged beyond the claim: when the log is
  * opened again, the process that held it is gone, so every lease found is treated as expired.
  */
+import type { ConcurrencySpec } from '../../flow/limits.js'
 import type { JsonText } from '../../json.js'
 import type { AttemptError, DedupeScope, JobStatus, Outcome, StepRow, StepState } from '../contract.js'
 import type { MemoryStorage, Row } from '../memory.js'
@@ -26,6 +27,10 @@ export enum Rec {
 	Removed = 12,
 	Logged = 13,
 	Step = 14,
+	/** A flow state entry (throttle, debounce, window, tick, paused name) set or deleted. */
+	Meta = 15,
+	/** A pending job took a debounced trigger's input and runAt. */
+	Debounced = 16,
 	/** First record of a snapshot: the sequence counter and how many jobs follow. */
 	Snapshot = 20,
 	/** One whole job, in a snapshot. */
@@ -52,6 +57,26 @@ function scopeOf(c: number, r: Reader): DedupeScope | null {
 	if (c === 1) return 'pending'
 	if (c === 2) return 'pending+active'
 	return r.fail('bad dedupe scope')
+}
+
+function writeConcurrency(w: Writer, c: ConcurrencySpec | null): void {
+	if (c === null) {
+		w.u8(0)
+		return
+	}
+	w.u8(c.rolling ? 2 : 1)
+	w.str(c.key)
+	w.num(c.limit)
+	w.num(c.windowMs ?? -1)
+}
+
+function readConcurrency(r: Reader): ConcurrencySpec | null {
+	const t = r.u8()
+	if (t === 0) return null
+	const key = r.str()
+	const limit = r.num()
+	const windowMs = r.num()
+	return { key, limit, windowMs: windowMs === -1 ? null : windowMs, rolling: t === 2 }
 }
 
 function writeError(w: Writer, e: AttemptError): void {
@@ -101,6 +126,19 @@ export const encode = {
 		} else {
 			w.u8(0)
 		}
+		writeConcurrency(w, row.concurrency)
+	},
+	meta(w: Writer, key: string, value: unknown): void {
+		w.u8(Rec.Meta)
+		w.str(key)
+		w.nstr(value === null ? null : JSON.stringify(value))
+	},
+	debounced(w: Writer, row: Row, now: number): void {
+		w.u8(Rec.Debounced)
+		w.uint(row.seq)
+		w.num(now)
+		w.str(row.input)
+		w.num(row.runAt)
 	},
 	claimed(w: Writer, rows: readonly Row[], now: number): void {
 		const r0 = rows[0]!
@@ -203,6 +241,7 @@ export const encode = {
 		const steps = row.steps ? [...row.steps.values()] : []
 		w.uint(steps.length)
 		for (const s of steps) writeStep(w, s)
+		writeConcurrency(w, row.concurrency)
 	},
 }
 
@@ -281,6 +320,7 @@ export class Replayer {
 					const now = r.num()
 					const claimed = r.u8() === 1
 					const lease = claimed ? { owner: r.str(), token: r.str(), expiresAt: r.num() } : null
+					const concurrency = readConcurrency(r)
 					if (mem.rows.has(id)) r.fail(`job ${id} is created twice`)
 					mem.seq = seq - 1
 					const row = mem.create(
@@ -296,6 +336,7 @@ export class Replayer {
 							idempotencyKey,
 							parentId,
 							backoff,
+							concurrency,
 						},
 						now,
 						lease,
@@ -397,6 +438,21 @@ export class Replayer {
 					mem.applyStep(row, readStep(r, row.id))
 					break
 				}
+				case Rec.Meta: {
+					const key = r.str()
+					const value = r.nstr()
+					mem.applyMeta(key, value === null ? null : JSON.parse(value))
+					break
+				}
+				case Rec.Debounced: {
+					const row = this.row(r, r.uint())
+					const now = r.num()
+					const input = r.str() as JsonText
+					const runAt = r.num()
+					if (row.status !== 'pending') r.fail(`job ${row.id} is debounced while ${row.status}`)
+					mem.applyDebounce(row, input, runAt, now)
+					break
+				}
 				case Rec.Snapshot: {
 					if (!first || this.records !== 1) r.fail('a snapshot inside the log')
 					const seq = r.uint()
@@ -463,6 +519,7 @@ export class Replayer {
 			steps ??= new Map()
 			steps.set(s.stepId, s)
 		}
+		const concurrency = readConcurrency(r)
 		if (this.mem.rows.has(id)) r.fail(`job ${id} is in the snapshot twice`)
 		if (status === 'active' && (leaseOwner === null || leaseToken === null))
 			r.fail('an active job without lease')
@@ -486,6 +543,7 @@ export class Replayer {
 			logs,
 			parentId,
 			backoff,
+			concurrency,
 			createdAt,
 			updatedAt,
 			startedAt: startedAt === -1 ? null : startedAt,

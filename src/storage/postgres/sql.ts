@@ -31,6 +31,20 @@ export type QueryName =
 	| 'stats'
 	| 'getSteps'
 	| 'saveStep'
+	| 'keyedDue'
+	| 'keyedCandidates'
+	| 'lockKeys'
+	| 'activeByKey'
+	| 'claimSeqs'
+	| 'getFlows'
+	| 'setFlow'
+	| 'replacePending'
+	| 'jobStatus'
+	| 'setConcurrency'
+	| 'setRunAt'
+	| 'pause'
+	| 'resume'
+	| 'listPaused'
 
 /** One migration: its version (the file's number), name and SQL for a schema. */
 export interface Migration {

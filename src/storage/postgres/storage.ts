@@ -7,6 +7,15 @@
  */
 import pg from 'pg'
 import { ConfigError, SpoolError, StorageUnavailableError } from '../../errors.js'
+import {
+	admitThrottle,
+	admitWindow,
+	type ConcurrencySpec,
+	type DebounceState,
+	decideDebounce,
+	type ThrottleState,
+	type WindowState,
+} from '../../flow/limits.js'
 import { createLeaseToken } from '../../id.js'
 import type { JsonText } from '../../json.js'
 import { consoleLogger, type Logger } from '../../logger.js'
@@ -108,6 +117,17 @@ type ClaimRecord = Pick<
 	JobRecord,
 	'id' | 'name' | 'input' | 'attempt' | 'max_attempts' | 'priority' | 'parent_id' | 'backoff' | 'created_at'
 > & { run_at: number; seq: number }
+
+/** Runs a named query on one connection (the pool's, a transaction's, or the caller's `tx`). */
+type Runner = <R>(name: QueryName, values: unknown[]) => Promise<R[]>
+
+interface KeyedCandidate {
+	seq: number
+	concurrency_key: string
+	concurrency_limit: number
+	concurrency_window: number | null
+	concurrency_rolling: boolean | null
+}
 
 interface StepRecord {
 	job_id: string
@@ -277,6 +297,17 @@ export class PostgresStorage implements Storage {
 				throw wrap(err, this.description)
 			}
 		}
+		if (!tx && needsTransaction(jobs)) return this.transaction((r) => this.enqueueWith(r, jobs, now))
+		return this.enqueueWith(run, jobs, now)
+	}
+
+	/** Enqueues on one connection; jobs with flow options need it to be inside a transaction. */
+	private async enqueueWith(run: Runner, jobs: readonly NewJob[], now: number): Promise<EnqueueResult[]> {
+		if (needsTransaction(jobs)) {
+			const out: EnqueueResult[] = []
+			for (const job of jobs) out.push(await this.enqueueFlow(run, job, now))
+			return out
+		}
 		const keyed = jobs.some((j) => j.idempotencyKey !== null || j.dedupeKey !== null)
 		const ids = new Set(jobs.map((j) => j.id))
 		if (!keyed && ids.size === jobs.length) {
@@ -291,6 +322,10 @@ export class PostgresStorage implements Storage {
 						max_attempts: j.maxAttempts,
 						parent_id: j.parentId,
 						backoff: j.backoff,
+						concurrency_key: j.concurrency?.key ?? null,
+						concurrency_limit: j.concurrency?.limit ?? null,
+						concurrency_window: j.concurrency?.windowMs ?? null,
+						concurrency_rolling: j.concurrency ? j.concurrency.rolling : null,
 					})),
 				),
 				now,
@@ -304,6 +339,165 @@ export class PostgresStorage implements Storage {
 			now,
 		])
 		return rows.map((r) => ({ status: r.status, id: r.id }) as EnqueueResult)
+	}
+
+	/**
+	 * One job with flow options, inside a transaction: its flow keys are locked (advisory locks,
+	 * so every process agrees), their state read and decided on (src/flow/limits.ts), the job
+	 * inserted, and the state saved only if it was.
+	 */
+	private async enqueueFlow(run: Runner, job: NewJob, now: number): Promise<EnqueueResult> {
+		const tickKey = job.tick ? `tick:${job.tick.key}` : null
+		const dKey = job.debounce ? `d:${job.debounce.key}` : null
+		const tKey = job.throttle ? `t:${job.throttle.key}` : null
+		const keys = [tickKey, dKey, tKey].filter((k): k is string => k !== null)
+		const states = new Map<string, unknown>()
+		if (keys.length > 0) {
+			await run('lockKeys', [keys])
+			const all = tKey ? [...keys, `${tKey}:last`] : keys
+			for (const r of await run<{ key: string; state: unknown }>('getFlows', [all]))
+				states.set(r.key, r.state)
+		}
+		const writes: [string, unknown][] = []
+		if (job.tick && tickKey) {
+			const last = states.get(tickKey) as number | undefined
+			if (last !== undefined && last >= job.tick.at) return { status: 'existing', id: job.id }
+			writes.push([tickKey, job.tick.at])
+		}
+		let runAt = job.runAt
+		if (job.debounce && dKey) {
+			const state = (states.get(dKey) as DebounceState | undefined) ?? null
+			let pending = false
+			if (state?.jobId) {
+				const [row] = await run<{ status: JobStatus }>('jobStatus', [state.jobId])
+				pending = row?.status === 'pending'
+			}
+			const d = decideDebounce(state, pending, job.debounce, now)
+			if (d.kind === 'replace') {
+				await run('replacePending', [d.jobId, job.input, d.runAt, now])
+				await run('setFlow', [dKey, JSON.stringify(d.state), null])
+				return { status: 'debounced', id: d.jobId }
+			}
+			runAt = d.runAt
+			writes.push([dKey, d.trailing ? { ...d.state, jobId: job.id } : d.state])
+		}
+		if (job.throttle && tKey) {
+			const t = admitThrottle(
+				(states.get(tKey) as ThrottleState | undefined) ?? null,
+				job.throttle,
+				now,
+				runAt,
+			)
+			if (!t.ok)
+				return { status: 'throttled', id: (states.get(`${tKey}:last`) as string | undefined) ?? null }
+			runAt = t.runAt
+			writes.push([tKey, t.state], [`${tKey}:last`, job.id])
+		}
+		const [r] = await run<{ status: EnqueueResult['status']; id: string }>('enqueueKeyed', [
+			JSON.stringify([toKeyedRecord({ ...job, runAt })]),
+			now,
+		])
+		if (r!.status !== 'created') return { status: r!.status, id: r!.id } as EnqueueResult
+		const c = job.concurrency
+		if (c) await run('setConcurrency', [job.id, c.key, c.limit, c.windowMs, c.rolling])
+		for (const [key, state] of writes) await run('setFlow', [key, JSON.stringify(state), null])
+		return { status: 'created', id: job.id }
+	}
+
+	/** Runs `fn` in a transaction on one connection of the pool. */
+	private async transaction<T>(fn: (run: Runner) => Promise<T>): Promise<T> {
+		const pool = this.pool
+		if (!pool) throw new StorageUnavailableError(`${this.description} is not open.`)
+		let client: pg.PoolClient
+		try {
+			client = await pool.connect()
+		} catch (err) {
+			throw wrap(err, this.description)
+		}
+		let broken = false
+		const run: Runner = async <R>(name: QueryName, values: unknown[]) =>
+			(await client.query({ name: this.names[name], text: this.sql[name], values, types: TYPES })).rows as R[]
+		try {
+			await client.query('BEGIN')
+			const result = await fn(run)
+			await client.query('COMMIT')
+			return result
+		} catch (err) {
+			broken = true
+			await client.query('ROLLBACK').catch(() => {})
+			throw wrap(err, this.description)
+		} finally {
+			client.release(broken)
+		}
+	}
+
+	/**
+	 * Claims due jobs with a concurrency key, in a transaction: candidates are locked, then their
+	 * keys (advisory locks, in sorted order), then running jobs and windows are counted as committed
+	 * by every process, and only what fits is taken.
+	 */
+	private claimKeyed(
+		names: readonly string[],
+		owner: string,
+		token: string,
+		expiresAt: number,
+		now: number,
+		limit: number,
+	): Promise<ClaimRecord[]> {
+		return this.transaction(async (run) => {
+			const candidates = await run<KeyedCandidate>('keyedCandidates', [names, now, limit])
+			if (candidates.length === 0) return []
+			const keys = [...new Set(candidates.map((c) => c.concurrency_key))]
+			await run('lockKeys', [keys.map((k) => `c:${k}`)])
+			const running = new Map<string, number>()
+			const counted = candidates.filter((c) => c.concurrency_window === null).map((c) => c.concurrency_key)
+			if (counted.length > 0) {
+				for (const r of await run<{ key: string; n: number }>('activeByKey', [[...new Set(counted)]])) {
+					running.set(r.key, r.n)
+				}
+			}
+			const windowed = candidates
+				.filter((c) => c.concurrency_window !== null)
+				.map((c) => `c:${c.concurrency_key}`)
+			const windows = new Map<string, { state: WindowState | null; until: number | null; changed: boolean }>()
+			if (windowed.length > 0) {
+				const found = new Map(
+					(await run<{ key: string; state: WindowState }>('getFlows', [[...new Set(windowed)]])).map((r) => [
+						r.key,
+						r.state,
+					]),
+				)
+				for (const k of windowed) windows.set(k, { state: found.get(k) ?? null, until: null, changed: false })
+			}
+			const chosen: number[] = []
+			for (const c of candidates) {
+				if (c.concurrency_window === null) {
+					const n = running.get(c.concurrency_key) ?? 0
+					if (n >= c.concurrency_limit) continue
+					running.set(c.concurrency_key, n + 1)
+					chosen.push(c.seq)
+					continue
+				}
+				const spec: ConcurrencySpec = {
+					key: c.concurrency_key,
+					limit: c.concurrency_limit,
+					windowMs: c.concurrency_window,
+					rolling: c.concurrency_rolling === true,
+				}
+				const w = windows.get(`c:${spec.key}`)!
+				const r = admitWindow(w.state, spec, now)
+				if (!r.ok) continue
+				w.state = r.state
+				w.until = r.until
+				w.changed = true
+				chosen.push(c.seq)
+			}
+			for (const [key, w] of windows) {
+				if (w.changed) await run('setFlow', [key, JSON.stringify(w.state), w.until])
+			}
+			if (chosen.length === 0) return []
+			return run<ClaimRecord>('claimSeqs', [chosen, owner, token, expiresAt, now])
+		})
 	}
 
 	async claim(params: {
@@ -324,6 +518,22 @@ export class PostgresStorage implements Storage {
 			params.now,
 			params.limit,
 		])
+		// Jobs with concurrency keys take the keyed path when the batch has room left.
+		if (rows.length < params.limit) {
+			const [due] = await this.q<{ due: boolean }>('keyedDue', [params.names, params.now])
+			if (due?.due) {
+				rows.push(
+					...(await this.claimKeyed(
+						params.names,
+						params.owner,
+						token,
+						expiresAt,
+						params.now,
+						params.limit - rows.length,
+					)),
+				)
+			}
+		}
 		// RETURNING does not keep the subquery's order: restore claim order.
 		rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)
 		const lease = { owner: params.owner, token, expiresAt }
@@ -450,10 +660,22 @@ export class PostgresStorage implements Storage {
 		// child's completion looks for it: suspensions go first, in a statement of their own.
 		const suspended = outcomes.filter((o) => o.kind === 'suspended')
 		const rest = suspended.length > 0 ? outcomes.filter((o) => o.kind !== 'suspended') : outcomes
-		for (const batch of [suspended, rest]) {
+		const withFollowUps = rest.filter((o) => o.kind === 'completed' && (o.followUps?.length ?? 0) > 0)
+		const plain = withFollowUps.length > 0 ? rest.filter((o) => !withFollowUps.includes(o)) : rest
+		for (const batch of [suspended, plain]) {
 			if (batch.length === 0) continue
 			const rows = await this.q<{ id: string }>('settle', [JSON.stringify(batch.map(toOutcomeRecord)), now])
 			for (const r of rows) applied.add(r.id)
+		}
+		// Completions that start other jobs (triggers): the completion and the inserts commit together.
+		for (const o of withFollowUps) {
+			if (o.kind !== 'completed') continue
+			await this.transaction(async (run) => {
+				const rows = await run<{ id: string }>('settle', [JSON.stringify([toOutcomeRecord(o)]), now])
+				if (rows.length === 0) return
+				applied.add(o.id)
+				await this.enqueueWith(run, o.followUps ?? [], now)
+			})
 		}
 		return outcomes.map((o) => ({ id: o.id, ok: applied.has(o.id) }))
 	}
@@ -515,6 +737,20 @@ export class PostgresStorage implements Storage {
 		} catch (err) {
 			throw wrap(err, this.description)
 		}
+	}
+
+	async setPaused(params: { name: string; paused: boolean; now: number }): Promise<void> {
+		if (params.paused) await this.q('pause', [params.name, params.now])
+		else await this.q('resume', [params.name])
+	}
+
+	async listPaused(): Promise<string[]> {
+		return (await this.q<{ name: string }>('listPaused', [])).map((r) => r.name)
+	}
+
+	async lastTick(params: { key: string }): Promise<number | null> {
+		const [row] = await this.q<{ state: number }>('getFlows', [[`tick:${params.key}`]])
+		return row ? row.state : null
 	}
 
 	async getJob(params: { id: string }): Promise<JobRow | null> {
@@ -590,6 +826,15 @@ export class PostgresStorage implements Storage {
 		])
 		return (row?.held ?? 0) > 0
 	}
+}
+
+/** Whether enqueuing these jobs needs a transaction of its own (flow options decided in JS). */
+function needsTransaction(jobs: readonly NewJob[]): boolean {
+	return jobs.some(
+		(j) =>
+			Boolean(j.throttle || j.debounce || j.tick) ||
+			(j.concurrency != null && (j.idempotencyKey !== null || j.dedupeKey !== null)),
+	)
 }
 
 function toKeyedRecord(j: NewJob) {

@@ -6,7 +6,7 @@
  */
 
 /** The newest schema version this code knows. A file with a newer one is refused. */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 /** Migration N brings the schema from version N-1 to N. */
 export const MIGRATIONS: readonly string[] = [
@@ -68,5 +68,28 @@ CREATE TRIGGER spool_jobs_delete_steps AFTER DELETE ON spool_jobs
 BEGIN
   DELETE FROM spool_steps WHERE job_id = OLD.id;
 END;
+`,
+	// 2: flow control: concurrency keys on jobs, per-key flow state, paused names.
+	`
+ALTER TABLE spool_jobs ADD COLUMN concurrency_key TEXT;
+ALTER TABLE spool_jobs ADD COLUMN concurrency_limit INTEGER;
+-- Null: a limit on jobs running at once. A number: a limit on starts per this many ms.
+ALTER TABLE spool_jobs ADD COLUMN concurrency_window INTEGER;
+ALTER TABLE spool_jobs ADD COLUMN concurrency_rolling INTEGER;
+-- Claims count the running jobs of a key.
+CREATE INDEX spool_jobs_concurrency ON spool_jobs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;
+
+-- Small per-key state of throttles, debounces, concurrency windows and schedule ticks (JSON).
+-- until: for a concurrency window, the time before which the key is full (claims skip it).
+CREATE TABLE spool_flow (
+  key TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  until INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE spool_paused (
+  name TEXT PRIMARY KEY,
+  paused_at INTEGER NOT NULL
+) WITHOUT ROWID;
 `,
 ]

@@ -26,6 +26,10 @@ export interface JobRecord {
 	logs: string
 	parent_id: string | null
 	backoff: string | null
+	concurrency_key: string | null
+	concurrency_limit: number | null
+	concurrency_window: number | null
+	concurrency_rolling: number | null
 	created_at: number
 	updated_at: number
 	started_at: number | null
@@ -57,13 +61,36 @@ export const SQL = {
 		WHERE name = ? AND dedupe_key = ? AND status IN ('pending', 'active') ORDER BY seq`,
 	insert: `INSERT INTO spool_jobs (id, name, input, status, priority, run_at, attempt, max_attempts,
 		lease_owner, lease_token, lease_expires_at, dedupe_key, dedupe_scope, idempotency_key, parent_id,
-		backoff, created_at, updated_at, started_at)
+		backoff, concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling,
+		created_at, updated_at, started_at)
 		VALUES (@id, @name, @input, @status, @priority, @run_at, @attempt, @max_attempts,
 		@lease_owner, @lease_token, @lease_expires_at, @dedupe_key, @dedupe_scope, @idempotency_key, @parent_id,
-		@backoff, @now, @now, @started_at)`,
+		@backoff, @concurrency_key, @concurrency_limit, @concurrency_window, @concurrency_rolling,
+		@now, @now, @started_at)`,
 	/**
-	 * Due pending jobs of the names (a JSON array), in claim order, skipping those whose dedupe key
-	 * is held by an active job (single-flight), moved to active under the lease.
+	 * Due pending jobs of the names (a JSON array), in claim order, skipping paused names, jobs
+	 * whose dedupe key is held by an active job (single-flight), and jobs whose concurrency key is
+	 * at its limit (running jobs, or a full window). The storage then takes at most one per
+	 * concurrency key per pass, so a pass never overshoots a limit.
+	 */
+	claimCandidates: `SELECT seq, concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling
+		FROM spool_jobs AS j
+		WHERE status = 'pending' AND run_at <= @now
+			AND name IN (SELECT value FROM json_each(@names))
+			AND name NOT IN (SELECT name FROM spool_paused)
+			AND (dedupe_key IS NULL OR NOT EXISTS (
+				SELECT 1 FROM spool_jobs AS a
+				WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
+			AND (concurrency_key IS NULL
+				OR (concurrency_window IS NULL AND (
+					SELECT count(*) FROM spool_jobs AS c
+					WHERE c.concurrency_key = j.concurrency_key AND c.status = 'active') < concurrency_limit)
+				OR (concurrency_window IS NOT NULL AND NOT EXISTS (
+					SELECT 1 FROM spool_flow AS f WHERE f.key = 'c:' || j.concurrency_key AND f.until > @now)))
+		ORDER BY priority, run_at, seq LIMIT @limit`,
+	/**
+	 * The one-statement claim of jobs without concurrency keys, kept as the raw benchmark's
+	 * baseline (bench/core/raw.ts); the storage claims through claimCandidates and claimSeqs.
 	 */
 	claim: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
 		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
@@ -76,6 +103,22 @@ export const SQL = {
 					WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
 			ORDER BY priority, run_at, seq LIMIT @limit)
 		RETURNING *`,
+	/** The chosen candidates (seqs, a JSON array) to active under the lease. */
+	claimSeqs: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
+		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
+		WHERE seq IN (SELECT value FROM json_each(@seqs)) AND status = 'pending'
+		RETURNING *`,
+	/** ? = key */
+	getFlow: 'SELECT state FROM spool_flow WHERE key = ?',
+	setFlow: `INSERT INTO spool_flow (key, state, until) VALUES (@key, @state, @until)
+		ON CONFLICT (key) DO UPDATE SET state = excluded.state, until = excluded.until`,
+	/** Debounce: a pending job takes a new input and runAt. */
+	replacePending: `UPDATE spool_jobs SET input = @input, run_at = @run_at, updated_at = @now
+		WHERE id = @id AND status = 'pending'`,
+	pause: 'INSERT OR IGNORE INTO spool_paused (name, paused_at) VALUES (@name, @now)',
+	/** ? = name */
+	resume: 'DELETE FROM spool_paused WHERE name = ?',
+	listPaused: 'SELECT name FROM spool_paused ORDER BY name',
 	claimById: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
 		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
 		WHERE id = @id AND status = 'pending' RETURNING *`,

@@ -15,6 +15,15 @@ import {
 	StorageForeignError,
 	StorageUnavailableError,
 } from '../../errors.js'
+import {
+	admitThrottle,
+	admitWindow,
+	type ConcurrencySpec,
+	type DebounceState,
+	decideDebounce,
+	type ThrottleState,
+	type WindowState,
+} from '../../flow/limits.js'
 import { createLeaseToken } from '../../id.js'
 import type { JsonText } from '../../json.js'
 import {
@@ -211,13 +220,44 @@ export class SqliteStorage implements Storage {
 			const active = holders.find((h) => h.status === 'active')
 			if (active && job.dedupeScope === 'pending+active') return { status: 'deduped', id: active.id }
 		}
+		if (job.tick) {
+			const key = `tick:${job.tick.key}`
+			const last = this.flowState<number>(key)
+			if (last !== null && last >= job.tick.at) return { status: 'existing', id: job.id }
+			this.setFlowState(key, job.tick.at)
+		}
+		let runAt = job.runAt
+		if (job.debounce && !lease) {
+			const key = `d:${job.debounce.key}`
+			const state = this.flowState<DebounceState>(key)
+			const pending =
+				state?.jobId != null &&
+				(s.statusOf.get(state.jobId) as { status: JobStatus } | undefined)?.status === 'pending'
+			const d = decideDebounce(state, pending, job.debounce, now)
+			if (d.kind === 'replace') {
+				s.replacePending.run({ id: d.jobId, input: job.input, run_at: d.runAt, now })
+				this.setFlowState(key, d.state)
+				return { status: 'debounced', id: d.jobId }
+			}
+			runAt = d.runAt
+			this.setFlowState(key, d.trailing ? { ...d.state, jobId: job.id } : d.state)
+		}
+		if (job.throttle && !lease) {
+			const key = `t:${job.throttle.key}`
+			const t = admitThrottle(this.flowState<ThrottleState>(key), job.throttle, now, runAt)
+			if (!t.ok) return { status: 'throttled', id: this.flowState<string>(`${key}:last`) }
+			this.setFlowState(key, t.state)
+			this.setFlowState(`${key}:last`, job.id)
+			runAt = t.runAt
+		}
+		const c = job.concurrency ?? null
 		s.insert.run({
 			id: job.id,
 			name: job.name,
 			input: job.input,
 			status: lease ? 'active' : 'pending',
 			priority: job.priority,
-			run_at: job.runAt,
+			run_at: runAt,
 			attempt: lease ? 1 : 0,
 			max_attempts: job.maxAttempts,
 			lease_owner: lease?.owner ?? null,
@@ -228,10 +268,23 @@ export class SqliteStorage implements Storage {
 			idempotency_key: job.idempotencyKey,
 			parent_id: job.parentId,
 			backoff: job.backoff,
+			concurrency_key: c?.key ?? null,
+			concurrency_limit: c?.limit ?? null,
+			concurrency_window: c?.windowMs ?? null,
+			concurrency_rolling: c ? (c.rolling ? 1 : 0) : null,
 			now,
 			started_at: lease ? now : null,
 		})
 		return { status: 'created', id: job.id }
+	}
+
+	private flowState<T>(key: string): T | null {
+		const row = this.s.getFlow.get(key) as { state: string } | undefined
+		return row ? (JSON.parse(row.state) as T) : null
+	}
+
+	private setFlowState(key: string, state: unknown, until: number | null = null): void {
+		this.s.setFlow.run({ key, state: JSON.stringify(state), until })
 	}
 
 	async claim(params: {
@@ -244,17 +297,65 @@ export class SqliteStorage implements Storage {
 		if (params.names.length === 0 || params.limit <= 0) return []
 		const token = createLeaseToken()
 		const expiresAt = params.now + params.leaseMs
-		const rows = this.write(
-			() =>
-				this.s.claim.all({
+		const rows = this.write(() => {
+			const s = this.s
+			const out: JobRecord[] = []
+			// Passes: each takes at most one job per concurrency key, so the counts the candidate
+			// query saw stay true; a key with room for more is seen again by the next pass.
+			for (;;) {
+				const want = params.limit - out.length
+				const candidates = s.claimCandidates.all({
 					names: JSON.stringify(params.names),
-					owner: params.owner,
-					token,
-					expires: expiresAt,
 					now: params.now,
-					limit: params.limit,
-				}) as (JobRecord & { seq: number })[],
-		)
+					limit: want,
+				}) as {
+					seq: number
+					concurrency_key: string | null
+					concurrency_limit: number | null
+					concurrency_window: number | null
+					concurrency_rolling: number | null
+				}[]
+				const seen = new Set<string>()
+				const chosen: number[] = []
+				let deferred = false
+				for (const c of candidates) {
+					if (c.concurrency_key === null) {
+						chosen.push(c.seq)
+						continue
+					}
+					if (seen.has(c.concurrency_key)) {
+						deferred = true
+						continue
+					}
+					seen.add(c.concurrency_key)
+					if (c.concurrency_window !== null) {
+						const spec: ConcurrencySpec = {
+							key: c.concurrency_key,
+							limit: c.concurrency_limit!,
+							windowMs: c.concurrency_window,
+							rolling: c.concurrency_rolling === 1,
+						}
+						const key = `c:${spec.key}`
+						const r = admitWindow(this.flowState<WindowState>(key), spec, params.now)
+						if (!r.ok) continue
+						this.setFlowState(key, r.state, r.until)
+					}
+					chosen.push(c.seq)
+				}
+				if (chosen.length > 0) {
+					out.push(
+						...(s.claimSeqs.all({
+							seqs: JSON.stringify(chosen),
+							owner: params.owner,
+							token,
+							expires: expiresAt,
+							now: params.now,
+						}) as JobRecord[]),
+					)
+				}
+				if (!deferred || chosen.length === 0 || out.length >= params.limit) return out
+			}
+		})
 		// RETURNING does not keep the subquery's order: restore claim order.
 		rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)
 		return rows.map((r) => toClaimed(r))
@@ -279,7 +380,7 @@ export class SqliteStorage implements Storage {
 				const queued = this.insertOne({ ...job, dedupeScope: 'pending' }, now)
 				return queued.status === 'created'
 					? { status: 'enqueued', id: job.id }
-					: { status: 'deduped', id: queued.id }
+					: { status: 'deduped', id: queued.id ?? job.id }
 			}
 			if (pending) {
 				const row = s.claimById.get({
@@ -292,7 +393,7 @@ export class SqliteStorage implements Storage {
 				return { status: 'claimed', job: toClaimed(row) }
 			}
 			const inserted = this.insertOne(job, now, lease)
-			if (inserted.status !== 'created') return { status: 'deduped', id: inserted.id }
+			if (inserted.status !== 'created') return { status: 'deduped', id: inserted.id ?? job.id }
 			return { status: 'claimed', job: toClaimed(s.getJob.get(job.id) as JobRecord) }
 		})
 	}
@@ -363,6 +464,7 @@ export class SqliteStorage implements Storage {
 				}
 				if (!parent) return { id: o.id, ok: false }
 				if (parent.parent_id !== null) s.wake.run({ id: parent.parent_id, now })
+				if (o.kind === 'completed') for (const job of o.followUps ?? []) this.insertOne(job, now)
 				return { id: o.id, ok: true }
 			})
 		})
@@ -453,6 +555,21 @@ export class SqliteStorage implements Storage {
 					name: params.name ?? null,
 				}).changes,
 		)
+	}
+
+	async setPaused(params: { name: string; paused: boolean; now: number }): Promise<void> {
+		this.write(() => {
+			if (params.paused) this.s.pause.run({ name: params.name, now: params.now })
+			else this.s.resume.run(params.name)
+		})
+	}
+
+	async listPaused(): Promise<string[]> {
+		return this.read(() => (this.s.listPaused.all() as { name: string }[]).map((r) => r.name))
+	}
+
+	async lastTick(params: { key: string }): Promise<number | null> {
+		return this.read(() => this.flowState<number>(`tick:${params.key}`))
 	}
 
 	async getJob(params: { id: string }): Promise<JobRow | null> {

@@ -3,15 +3,18 @@
 -- A header gives the query's name and its parameters in order.
 
 -- name: insertMany
--- params: $1 jobs json (array of {id, name, input, priority, run_at, max_attempts, parent_id, backoff}), $2 now bigint
+-- params: $1 jobs json (array of {id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_*}), $2 now bigint
 -- The bulk enqueue of jobs without keys: one statement for any number of jobs. An id that exists
 -- already is left alone (its job is the enqueue's result).
 INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
-  created_at, updated_at)
-SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff, $2, $2
+  concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling, created_at, updated_at)
+SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
+  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling, $2, $2
 FROM ROWS FROM (json_to_recordset($1::json) AS (id text, name text, input text, priority integer,
-  run_at bigint, max_attempts integer, parent_id text, backoff text)) WITH ORDINALITY
-  AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, n)
+  run_at bigint, max_attempts integer, parent_id text, backoff text, concurrency_key text,
+  concurrency_limit integer, concurrency_window bigint, concurrency_rolling boolean)) WITH ORDINALITY
+  AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_key,
+    concurrency_limit, concurrency_window, concurrency_rolling, n)
 ORDER BY t.n
 ON CONFLICT DO NOTHING
 RETURNING id;
@@ -36,11 +39,13 @@ SELECT status, id FROM {{schema}}.enqueue_one($1, $2, $3, $4, $5, $6, $7, $8, $9
 
 -- name: claim
 -- params: $1 names text[], $2 owner text, $3 token text, $4 expires bigint, $5 now bigint, $6 limit integer
--- Due pending jobs of the names in claim order, skipping those locked by another claimer and those
--- whose dedupe key an active job holds (single-flight), moved to active under the lease.
+-- Due pending jobs of the names in claim order, skipping those locked by another claimer, those of
+-- paused names and those whose dedupe key an active job holds (single-flight), moved to active
+-- under the lease. Jobs with a concurrency key are claimed by claimKeyed instead.
 WITH c AS (
   SELECT seq FROM {{schema}}.jobs j
-  WHERE status = 'pending' AND run_at <= $5 AND name = ANY($1::text[])
+  WHERE status = 'pending' AND run_at <= $5 AND name = ANY($1::text[]) AND concurrency_key IS NULL
+    AND NOT EXISTS (SELECT 1 FROM {{schema}}.paused p WHERE p.name = j.name)
     AND (dedupe_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM {{schema}}.jobs a
       WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
@@ -53,6 +58,97 @@ UPDATE {{schema}}.jobs AS j SET status = 'active', attempt = j.attempt + 1, leas
 FROM c WHERE j.seq = c.seq
 RETURNING j.id, j.name, j.input, j.attempt, j.max_attempts, j.priority, j.parent_id, j.backoff,
   j.created_at, j.run_at, j.seq;
+
+-- name: keyedDue
+-- params: $1 names text[], $2 now bigint
+-- Whether any due job of the names has a concurrency key (then a claim takes the keyed path).
+SELECT EXISTS (
+  SELECT 1 FROM {{schema}}.jobs
+  WHERE status = 'pending' AND concurrency_key IS NOT NULL AND run_at <= $2 AND name = ANY($1::text[])
+) AS due;
+
+-- name: keyedCandidates
+-- params: $1 names text[], $2 now bigint, $3 limit integer
+-- Inside the claim's transaction: due keyed jobs whose key is not at its limit as last committed,
+-- locked. The storage then locks each key (an advisory lock), recounts, and takes what fits.
+SELECT seq, concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling
+FROM {{schema}}.jobs j
+WHERE status = 'pending' AND concurrency_key IS NOT NULL AND run_at <= $2 AND name = ANY($1::text[])
+  AND NOT EXISTS (SELECT 1 FROM {{schema}}.paused p WHERE p.name = j.name)
+  AND (dedupe_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM {{schema}}.jobs a
+    WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
+  AND ((concurrency_window IS NULL AND (
+      SELECT count(*) FROM {{schema}}.jobs c
+      WHERE c.concurrency_key = j.concurrency_key AND c.status = 'active') < concurrency_limit)
+    OR (concurrency_window IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM {{schema}}.flow f WHERE f.key = 'c:' || j.concurrency_key AND f.until > $2)))
+ORDER BY priority, run_at, seq
+LIMIT $3
+FOR UPDATE OF j SKIP LOCKED;
+
+-- name: lockKeys
+-- params: $1 keys text[] (flow keys)
+-- Serializes decisions about these keys across processes until the transaction ends; in sorted
+-- order, so two transactions locking overlapping keys cannot deadlock.
+SELECT count(pg_advisory_xact_lock(hashtextextended('spool:f:' || k, 0)))::integer AS n
+FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) s;
+
+-- name: activeByKey
+-- params: $1 concurrency keys text[]
+SELECT concurrency_key AS key, count(*)::integer AS n FROM {{schema}}.jobs
+WHERE concurrency_key = ANY($1::text[]) AND status = 'active'
+GROUP BY concurrency_key;
+
+-- name: claimSeqs
+-- params: $1 seqs bigint[], $2 owner, $3 token, $4 expires bigint, $5 now bigint
+UPDATE {{schema}}.jobs AS j SET status = 'active', attempt = j.attempt + 1, lease_owner = $2,
+  lease_token = $3, lease_expires_at = $4, started_at = $5, updated_at = $5
+WHERE j.seq = ANY($1::bigint[]) AND j.status = 'pending'
+RETURNING j.id, j.name, j.input, j.attempt, j.max_attempts, j.priority, j.parent_id, j.backoff,
+  j.created_at, j.run_at, j.seq;
+
+-- name: getFlows
+-- params: $1 keys text[]
+SELECT key, state FROM {{schema}}.flow WHERE key = ANY($1::text[]);
+
+-- name: setFlow
+-- params: $1 key, $2 state jsonb, $3 until bigint
+INSERT INTO {{schema}}.flow (key, state, until) VALUES ($1, $2::jsonb, $3)
+ON CONFLICT (key) DO UPDATE SET state = excluded.state, until = excluded.until;
+
+-- name: replacePending
+-- params: $1 id, $2 input, $3 run_at bigint, $4 now bigint
+-- A debounce: the pending job takes the new input and runAt.
+UPDATE {{schema}}.jobs SET input = $2, run_at = $3, updated_at = $4
+WHERE id = $1 AND status = 'pending'
+RETURNING id;
+
+-- name: jobStatus
+-- params: $1 id
+SELECT status FROM {{schema}}.jobs WHERE id = $1;
+
+-- name: setConcurrency
+-- params: $1 id, $2 key, $3 limit integer, $4 window bigint, $5 rolling boolean
+UPDATE {{schema}}.jobs SET concurrency_key = $2, concurrency_limit = $3, concurrency_window = $4,
+  concurrency_rolling = $5
+WHERE id = $1;
+
+-- name: setRunAt
+-- params: $1 id, $2 run_at bigint
+UPDATE {{schema}}.jobs SET run_at = $2 WHERE id = $1;
+
+-- name: pause
+-- params: $1 name, $2 now bigint
+INSERT INTO {{schema}}.paused (name, paused_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING;
+
+-- name: resume
+-- params: $1 name
+DELETE FROM {{schema}}.paused WHERE name = $1;
+
+-- name: listPaused
+-- params: (none)
+SELECT name FROM {{schema}}.paused ORDER BY name;
 
 -- name: claimById
 -- params: $1 id, $2 owner, $3 token, $4 expires bigint, $5 now bigint
