@@ -116,7 +116,7 @@ it('renders a dead job whose input holds markup as text, with its error stack', 
 	await page.goto(`${server.url}#/job/${seeded.ids.dead}`)
 	await page.locator('[data-testid=input]').waitFor()
 	expect(await page.locator('[data-testid=input]').textContent()).toContain(EVIL.replace(/"/g, '\\"'))
-	expect(await page.evaluate(() => (window as { __pwned?: number }).__pwned)).toBeUndefined()
+	expect(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned)).toBeUndefined()
 	expect(await page.locator('script').count()).toBe(1) // the dashboard's own, nothing injected
 	expect(await page.locator('details.err pre.stack').first().textContent()).toContain('FatalError')
 })
