@@ -286,6 +286,21 @@ program
 		},
 	)
 
+for (const action of ['pause', 'resume'] as const) {
+	program
+		.command(action)
+		.description(
+			action === 'pause'
+				? 'stop claiming jobs of a name, in every process (durable)'
+				: 'claim jobs of a paused name again',
+		)
+		.argument('<name>', 'the job name')
+		.action(async (name: string) => {
+			await withQueue((q) => q[action](name as never))
+			out({ name, paused: action === 'pause' }, () => `${action === 'pause' ? 'Paused' : 'Resumed'} ${name}.`)
+		})
+}
+
 program
 	.command('migrate')
 	.description("create or upgrade the storage's schema")

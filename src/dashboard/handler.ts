@@ -51,8 +51,8 @@ export interface DashboardQueue {
 	pause?(name: string): unknown
 	/** Claims jobs of a name again. */
 	resume?(name: string): unknown
-	/** Whether a name is paused. */
-	isPaused?(name: string): boolean
+	/** The paused job names. */
+	listPaused?(): Promise<string[]>
 }
 
 /** Options of createDashboard. */
@@ -178,7 +178,7 @@ export function createDashboard(options: DashboardOptions): DashboardHandler {
 			}
 			case 'GET /stats': {
 				const stats = await queue.getStats()
-				const body: ApiStats = { ...stats, paused: pausedNames(queue, Object.keys(stats.byName)) }
+				const body: ApiStats = { ...stats, paused: await pausedNames(queue) }
 				return sendJson(res, 200, body)
 			}
 			case 'GET /stats/:': {
@@ -436,10 +436,8 @@ function parseLimit(value: string | null): number {
 	return n
 }
 
-function pausedNames(queue: DashboardQueue, names: readonly string[]): string[] {
-	const isPaused = queue.isPaused
-	if (typeof isPaused !== 'function') return []
-	return names.filter((n) => isPaused.call(queue, n))
+async function pausedNames(queue: DashboardQueue): Promise<string[]> {
+	return typeof queue.listPaused === 'function' ? queue.listPaused() : []
 }
 
 function iso(d: Date | null): string | null {

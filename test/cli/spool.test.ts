@@ -138,6 +138,18 @@ describe('acting', { timeout: 60_000 }, () => {
 		expect(JSON.parse(prune.stdout)).toEqual({ deleted: 1 })
 	})
 
+	it('pause and resume a name, durably', async () => {
+		const reader = createQueue({ storage: sqlite({ path: join(dir, 'q.db') }), worker: false, logger: silentLogger })
+		try {
+			expect((await spool(['pause', 'ok'])).stdout).toContain('Paused ok.')
+			expect(await reader.listPaused()).toEqual(['ok'])
+			expect((await spool(['resume', 'ok', '--json'])).stdout).toContain('"paused": false')
+			expect(await reader.listPaused()).toEqual([])
+		} finally {
+			await reader.close()
+		}
+	})
+
 	it('the file log through file:, and its lock held by another process (exit 4)', async () => {
 		const address = `file:${join(dir, 'log', 'spool.log')}`
 		const enq = await spool(['enqueue', 'logged', '{"y":2}', '--json', '--storage', address])
