@@ -139,7 +139,11 @@ describe('acting', { timeout: 60_000 }, () => {
 	})
 
 	it('pause and resume a name, durably', async () => {
-		const reader = createQueue({ storage: sqlite({ path: join(dir, 'q.db') }), worker: false, logger: silentLogger })
+		const reader = createQueue({
+			storage: sqlite({ path: join(dir, 'q.db') }),
+			worker: false,
+			logger: silentLogger,
+		})
 		try {
 			expect((await spool(['pause', 'ok'])).stdout).toContain('Paused ok.')
 			expect(await reader.listPaused()).toEqual(['ok'])
