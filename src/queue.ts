@@ -859,7 +859,8 @@ class QueueImpl<J, P> {
 		const def = this.defs.get(name)
 		const leaseMs = def?.leaseMs ?? this.leaseMs
 		const r = await this.storage.claimOrEnqueue({
-			job: { ...row, dedupeKey: options.dedupeKey },
+			// Single-flight decides by the dedupe key alone: no throttle or debounce on this path.
+			job: { ...row, dedupeKey: options.dedupeKey, throttle: null, debounce: null },
 			owner: this.worker?.owner ?? 'claimOrEnqueue',
 			leaseMs,
 			now: this.clock.now(),
