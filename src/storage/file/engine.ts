@@ -63,6 +63,8 @@ export interface OpenReport {
 	readonly jobs: number
 	/** The offset a torn tail was cut at, if one was. */
 	readonly truncatedAt: number | null
+	/** Whether the log began with a snapshot (it was compacted). */
+	readonly snapshot: boolean
 }
 
 interface Group {
@@ -123,6 +125,8 @@ export class Engine implements MemoryJournal {
 	/** Handles open on it. */
 	refs = 0
 	report: OpenReport | null = null
+	/** Compactions done since open. */
+	compactions = 0
 	private fd = -1
 	/** Bytes in the file. */
 	private size = 0
@@ -132,7 +136,8 @@ export class Engine implements MemoryJournal {
 	private readonly inflight: Group[] = []
 	private flushScheduled = false
 	private failed: Error | null = null
-	private compacting = false
+	/** The compaction under way: its group, whose records are `w`'s bytes up to `end`. */
+	private compacting: { readonly group: Group; readonly end: number } | null = null
 	/** Compaction waits until the log is past this size. */
 	private compactBelow: number
 	private dirty = false
@@ -190,7 +195,7 @@ export class Engine implements MemoryJournal {
 			fsyncSync(this.fd)
 			fsyncDir(path)
 			this.size = HEADER_SIZE
-			this.report = { bytes: HEADER_SIZE, records: 0, jobs: 0, truncatedAt: null }
+			this.report = { bytes: HEADER_SIZE, records: 0, jobs: 0, truncatedAt: null, snapshot: false }
 			return
 		}
 		if (data.length < HEADER_SIZE || data.toString('latin1', 0, 8) !== MAGIC) {
@@ -199,12 +204,17 @@ export class Engine implements MemoryJournal {
 			)
 		}
 		const version = data.readUInt32LE(8)
+		if (version < 1) {
+			throw new StorageForeignError(
+				`${path} starts like a spool file log but names no known format (${version}). Nothing was written to it: point fileLog at another path.`,
+			)
+		}
 		if (version > FORMAT_VERSION) {
 			throw new StorageForeignError(
 				`${path} was written by a newer spool (file log format ${version}; this version reads up to ${FORMAT_VERSION}). Nothing was written to it: upgrade spool to open it.`,
 			)
 		}
-		const { end, records } = this.replay(data)
+		const { end, records, snapshot } = this.replay(data)
 		const truncatedAt = end < data.length ? end : null
 		this.fd = openSync(path, 'r+')
 		if (truncatedAt !== null) {
@@ -216,12 +226,15 @@ export class Engine implements MemoryJournal {
 			fsyncSync(this.fd)
 		}
 		this.size = end
-		this.compactBelow = Math.max(this.settings.compactAt, 2 * end)
-		this.report = { bytes: end, records, jobs: this.mem.rows.size, truncatedAt }
+		// How much of the log is garbage is unknown until a snapshot is written: a log already past
+		// the bound is compacted at its first write; from then on when it has grown by the bound
+		// (or by half the snapshot, if more, so a big live state is not rewritten too often).
+		this.compactBelow = this.settings.compactAt
+		this.report = { bytes: end, records, jobs: this.mem.rows.size, truncatedAt, snapshot }
 	}
 
 	/** Applies every whole frame; returns where the valid log ends. */
-	private replay(data: Buffer): { end: number; records: number } {
+	private replay(data: Buffer): { end: number; records: number; snapshot: boolean } {
 		const mem = this.mem
 		const replayer = new Replayer(mem)
 		mem.deferQueues = true
@@ -247,7 +260,7 @@ export class Engine implements MemoryJournal {
 		mem.rebuildQueues()
 		// The process that held these leases is gone: let the reaper take the jobs back at once.
 		for (const row of mem.activeRows()) row.leaseExpiresAt = 0
-		return { end: pos, records: replayer.records }
+		return { end: pos, records: replayer.records, snapshot: replayer.snapshotSeen }
 	}
 
 	/** Why the frame at `pos` is not whole, or null if it is. */
@@ -322,10 +335,12 @@ export class Engine implements MemoryJournal {
 	/** Resolves when every change made so far is as durable as the durability mode makes it. */
 	commit(): Promise<void> {
 		if (this.failed) return Promise.reject(this.failed)
-		if (this.w.pos > FRAME_HEADER) {
+		const compacting = this.compacting
+		if (this.w.pos > (compacting ? compacting.end : FRAME_HEADER)) {
 			this.current ??= newGroup()
 			return this.current.promise
 		}
+		if (compacting) return compacting.group.promise
 		const last = this.inflight[this.inflight.length - 1]
 		return last ? last.promise : RESOLVED
 	}
@@ -395,6 +410,7 @@ export class Engine implements MemoryJournal {
 		for (const g of this.inflight.splice(0)) g.reject(this.failed)
 		this.current?.reject(this.failed)
 		this.current = null
+		this.compacting?.group.reject(this.failed)
 	}
 
 	// ---- compaction ----------------------------------------------------------------------------
@@ -413,10 +429,10 @@ export class Engine implements MemoryJournal {
 	private compact(): void {
 		const { path } = this.settings
 		const tmp = `${path}.compact`
-		this.compacting = true
 		const group = this.current ?? newGroup()
 		this.current = null
 		const groupEnd = this.w.pos
+		this.compacting = { group, end: groupEnd }
 		let fd2 = -1
 		let snapshotSize = 0
 		try {
@@ -434,7 +450,7 @@ export class Engine implements MemoryJournal {
 			if (this.closed) {
 				closeSync(fd2)
 				unlinkSync(tmp)
-				this.compacting = false
+				this.compacting = null
 				group.reject(new StorageUnavailableError(`The file log ${path} was closed while compacting.`))
 				return
 			}
@@ -448,12 +464,13 @@ export class Engine implements MemoryJournal {
 			const old = this.fd
 			this.fd = fd2
 			this.size = snapshotSize
-			this.compactBelow = Math.max(this.settings.compactAt, 2 * snapshotSize)
+			this.compactBelow = snapshotSize + Math.max(this.settings.compactAt, snapshotSize / 2)
+			this.compactions++
 			try {
 				closeSync(old)
 				fsyncDir(path)
 			} catch (derr) {
-				this.compacting = false
+				this.compacting = null
 				this.fail(derr)
 				return
 			}
@@ -461,10 +478,14 @@ export class Engine implements MemoryJournal {
 			const w = this.w
 			w.buf.copyWithin(FRAME_HEADER, groupEnd, w.pos)
 			w.pos = FRAME_HEADER + (w.pos - groupEnd)
-			this.compacting = false
+			this.compacting = null
 			group.synced = true
 			group.resolve()
 			if (w.pos > FRAME_HEADER) this.flush()
+			else if (this.current) {
+				this.current.resolve()
+				this.current = null
+			}
 		})
 	}
 
@@ -478,9 +499,12 @@ export class Engine implements MemoryJournal {
 			'Could not compact the file log; it keeps growing and compaction is tried again later.',
 		)
 		this.compactBelow = this.size * 2
-		this.compacting = false
-		// The group is still in the buffer: write it to the old log as usual.
+		this.compacting = null
+		// The group is still in the buffer, with any records made since: write them all to the
+		// old log as usual, as one group.
+		const later = this.current
 		this.current = group
+		if (later) group.promise.then(later.resolve, later.reject)
 		this.flush()
 	}
 

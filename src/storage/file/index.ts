@@ -50,9 +50,10 @@ export interface FileLogOptions {
 	/** The fdatasync period of `durability: 'interval'`, in ms. Default 1000. */
 	readonly intervalMs?: number
 	/**
-	 * Compact when the log grows past this many bytes (and past twice its size after the last
-	 * compaction): the live jobs are written as a snapshot to a new file that replaces the log.
-	 * Finished jobs already pruned (past their retention) are not in it. Default 64 MiB.
+	 * Compact when the log has grown by this many bytes since it was last compacted (or by half
+	 * the snapshot's size, if more): the live jobs are written as a snapshot to a new file that
+	 * replaces the log. Finished jobs already pruned (past their retention) are not in it. A log
+	 * past this size when opened is compacted at its first write. Default 64 MiB.
 	 */
 	readonly compactAt?: number
 	/** How many `ctx.log` lines to keep per job. Default 100. */
@@ -119,9 +120,9 @@ export class FileLogStorage implements Storage {
 		return this.engine?.report ?? null
 	}
 
-	/** The log's size in bytes now (after `open`). */
-	get bytes(): number {
-		return this.e.bytes
+	/** The log's size in bytes and the compactions done since it was opened (after `open`). */
+	get stats(): { readonly bytes: number; readonly compactions: number } {
+		return { bytes: this.e.bytes, compactions: this.e.compactions }
 	}
 
 	async open(): Promise<void> {
@@ -274,19 +275,19 @@ export class FileLogStorage implements Storage {
 		return this.change((e) => e.mem.setPaused(params))
 	}
 
-	listPaused(): Promise<string[]> {
+	async listPaused(): Promise<string[]> {
 		return this.e.mem.listPaused()
 	}
 
-	lastTick(params: { key: string }): Promise<number | null> {
+	async lastTick(params: { key: string }): Promise<number | null> {
 		return this.e.mem.lastTick(params)
 	}
 
-	getJob(params: { id: string }): Promise<JobRow | null> {
+	async getJob(params: { id: string }): Promise<JobRow | null> {
 		return this.e.mem.getJob(params)
 	}
 
-	listJobs(params: {
+	async listJobs(params: {
 		name?: string
 		status?: JobStatus
 		parentId?: string
@@ -296,11 +297,11 @@ export class FileLogStorage implements Storage {
 		return this.e.mem.listJobs(params)
 	}
 
-	getStats(params: { name?: string }): Promise<QueueStats> {
+	async getStats(params: { name?: string }): Promise<QueueStats> {
 		return this.e.mem.getStats(params)
 	}
 
-	getSteps(params: { jobId: string }): Promise<StepRow[]> {
+	async getSteps(params: { jobId: string }): Promise<StepRow[]> {
 		return this.e.mem.getSteps(params)
 	}
 
