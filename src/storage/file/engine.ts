@@ -577,7 +577,7 @@ function findFrame(data: Buffer, from: number): number {
 		const len = data.readUInt32LE(p)
 		if (len === 0 || len > data.length - p - FRAME_HEADER) continue
 		const type = data[p + FRAME_HEADER]!
-		if (!((type >= Rec.Create && type <= Rec.Step) || type === Rec.Snapshot || type === Rec.Row)) continue
+		if (Rec[type] === undefined) continue // not a record type: no frame starts here
 		if (crc32(data, p + FRAME_HEADER, p + FRAME_HEADER + len) === data.readUInt32LE(p + 4)) return p
 	}
 	return -1
