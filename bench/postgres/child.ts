@@ -6,11 +6,11 @@
  *   start of its handler here, in milliseconds.
  */
 import { type Payload, wallNow } from './common.js'
-import { systemByKey } from './registry.js'
+import { loadSystem } from './registry.js'
 
 /** What the child reports. */
 export type ChildReport =
-	| { readonly type: 'ready' }
+	| { readonly type: 'ready'; readonly rssIdleMb: number }
 	| {
 			readonly type: 'processed'
 			readonly count: number
@@ -28,7 +28,7 @@ const concurrency = Number(concurrencyArg)
 const count = Number(countArg)
 /** Processing stops counting this long after the first job started (slow systems). */
 const capMs = Number(capArg ?? 60_000)
-const system = systemByKey(key ?? '')
+const system = await loadSystem(key ?? '')
 
 function send(report: ChildReport): void {
 	process.send?.(report)
@@ -73,8 +73,9 @@ function onJob(payload: Payload): void {
 	if (done === count) finish()
 }
 
+const rssIdleMb = process.memoryUsage().rss / 1024 / 1024
 const consumer = await system.consumer({ concurrency, onJob })
-send({ type: 'ready' })
+send({ type: 'ready', rssIdleMb })
 await finished
 rssPeak = Math.max(rssPeak, process.memoryUsage().rss)
 const rssPeakMb = rssPeak / 1024 / 1024

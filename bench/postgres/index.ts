@@ -16,7 +16,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { ChildReport } from './child.js'
 import { type Payload, percentile, type System, sleep, wallNow } from './common.js'
-import { SYSTEMS } from './registry.js'
+import { loadSystem, SYSTEM_KEYS } from './registry.js'
 
 const args = process.argv.slice(2)
 const flag = (name: string): string | undefined =>
@@ -47,6 +47,8 @@ interface Result {
 	process10PerSec?: number
 	process50PerSec?: number
 	rss50Mb?: number
+	/** The same process before its worker started: node, tsx, pg and the system's library loaded. */
+	rss50IdleMb?: number
 	latencyP50?: number
 	latencyP95?: number
 	latencyP99?: number
@@ -67,26 +69,29 @@ async function startChild(
 	mode: 'process' | 'latency',
 	concurrency: number,
 	count: number,
-): Promise<{ child: ChildProcess; report: Promise<ChildReport> }> {
+): Promise<{ child: ChildProcess; report: Promise<ChildReport>; rssIdleMb: number }> {
 	const execArgv = ['--import', 'tsx']
 	if (process.env.BENCH_CPU_PROF) execArgv.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`)
 	const child = fork(CHILD, [system.key, mode, String(concurrency), String(count), String(PROCESS_CAP_MS)], {
 		execArgv,
 		stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 	})
+	let rssIdleMb = Number.NaN
 	let onReady: () => void = () => {}
 	const ready = new Promise<void>((resolve) => {
 		onReady = resolve
 	})
 	const report = new Promise<ChildReport>((resolve, reject) => {
 		child.on('message', (m: ChildReport) => {
-			if (m.type === 'ready') onReady()
-			else resolve(m)
+			if (m.type === 'ready') {
+				rssIdleMb = m.rssIdleMb
+				onReady()
+			} else resolve(m)
 		})
 		child.on('exit', (code) => reject(new Error(`worker child exited with ${code} before reporting`)))
 	})
 	await Promise.race([ready, report])
-	return { child, report }
+	return { child, report, rssIdleMb }
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -143,14 +148,14 @@ async function measureProcess(
 	system: System,
 	concurrency: number,
 	finishedRows = 0,
-): Promise<{ perSec: number; rssMb: number; note?: string }> {
+): Promise<{ perSec: number; rssMb: number; rssIdleMb: number; note?: string }> {
 	await system.reset()
 	if (finishedRows > 0) {
 		if (!system.fillFinished) throw new Error(`${system.key} cannot be filled with finished rows`)
 		await system.fillFinished(finishedRows)
 	}
 	await enqueueUntimed(system, N)
-	const { child, report } = await startChild(system, 'process', concurrency, N)
+	const { child, report, rssIdleMb } = await startChild(system, 'process', concurrency, N)
 	try {
 		const r = await withTimeout(report, PROCESS_CAP_MS + 120_000, `${system.key} processing`)
 		if (r.type !== 'processed') throw new Error(`unexpected report ${r.type}`)
@@ -159,7 +164,7 @@ async function measureProcess(
 		const note = r.capped
 			? `processing at ${concurrency}${finishedRows ? ' with finished rows' : ''}: stopped after ${PROCESS_CAP_MS / 1000} s with ${r.count} of ${N} jobs run; the rate is over those`
 			: undefined
-		return { perSec, rssMb: r.rssPeakMb, ...(note ? { note } : {}) }
+		return { perSec, rssMb: r.rssPeakMb, rssIdleMb, ...(note ? { note } : {}) }
 	} finally {
 		await stopChild(child)
 	}
@@ -206,7 +211,8 @@ const fmt = (n: number | undefined, digits = 0): string =>
 		: n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
 async function main(): Promise<void> {
-	const systems = SYSTEMS.filter((s) => !only || only.includes(s.key))
+	const systems: System[] = []
+	for (const key of SYSTEM_KEYS) if (!only || only.includes(key)) systems.push(await loadSystem(key))
 	const results: Record<string, Result> = {}
 	const started = new Date()
 	console.log(
@@ -237,6 +243,7 @@ async function main(): Promise<void> {
 					else {
 						result.process50PerSec = r.perSec
 						result.rss50Mb = r.rssMb
+						result.rss50IdleMb = r.rssIdleMb
 					}
 					console.log(
 						`  processing ${N} at concurrency ${c}: ${fmt(r.perSec)} jobs/s (worker peak RSS ${fmt(r.rssMb)} MB)${r.note ? ` [${r.note}]` : ''}`,
@@ -328,7 +335,18 @@ const ROWS: readonly Row[] = [
 	{ name: 'latency p50 (ms)', get: (r) => r.latencyP50, higherIsBetter: false, digits: 2 },
 	{ name: 'latency p95 (ms)', get: (r) => r.latencyP95, higherIsBetter: false, digits: 2 },
 	{ name: 'latency p99 (ms)', get: (r) => r.latencyP99, higherIsBetter: false, digits: 2 },
-	{ name: 'worker RSS at concurrency 50 (MB)', get: (r) => r.rss50Mb, higherIsBetter: false, digits: 0 },
+	{
+		name: 'worker RSS at concurrency 50, peak (MB)',
+		get: (r) => r.rss50Mb,
+		higherIsBetter: false,
+		digits: 0,
+	},
+	{
+		name: 'same process before its worker started (MB)',
+		get: (r) => r.rss50IdleMb,
+		higherIsBetter: false,
+		digits: 0,
+	},
 	{
 		name: `processing c50, ${fmt(FINISHED_ROWS)} finished rows (jobs/s)`,
 		get: (r) => r.process50WithFinishedPerSec,
