@@ -193,6 +193,13 @@ export class PostgresStorage implements Storage {
 			this.options.pool ??
 			new pg.Pool({
 				connectionString: this.connectionString,
+				// No bitmap scans on spool's own connections. Right after a backlog arrives (a bulk enqueue,
+				// a burst) the table's statistics still say few jobs are pending, and the planner then
+				// answers a claim by reading every pending row through a bitmap scan and sorting them,
+				// instead of walking the claim index in order and stopping at the limit: each claim costs
+				// O(backlog) until autovacuum analyzes the table (bench/postgres: 42 ms -> 13 ms per claim
+				// of 10 with 10,000 pending). spool's statements never need a bitmap scan.
+				options: '-c enable_bitmapscan=off',
 				max: this.options.poolSize ?? 10,
 				keepAlive: true,
 				idleTimeoutMillis: 30_000,
