@@ -210,6 +210,20 @@ export interface SettleResult {
 	readonly ok: boolean
 }
 
+/** What to claim in `settleAndClaim`: `claim`'s params, whose `now` is the settle's. */
+export interface ClaimRequest {
+	readonly names: readonly string[]
+	readonly owner: string
+	readonly limit: number
+	readonly leaseMs: number
+}
+
+/** What `settleAndClaim` did: each outcome's result, in order, then the jobs claimed. */
+export interface SettleAndClaimResult {
+	readonly settled: SettleResult[]
+	readonly claimed: ClaimedJob[]
+}
+
 /** The recorded state of one durable step. */
 export type StepState = 'started' | 'completed' | 'failed'
 
@@ -345,6 +359,19 @@ export interface Storage {
 		readonly logs?: ReadonlyMap<string, readonly string[]>
 		readonly now: number
 	}): Promise<SettleResult[]>
+
+	/**
+	 * Optional: `settle`, then `claim`, as one call: one transaction and one commit where the storage
+	 * has them, so a worker hands back finished jobs and takes the next ones in one round trip. The
+	 * same rules as the two calls, and the claim sees the settle's changes (a completed job no longer
+	 * holds its dedupe key). A storage without it gets the two calls; the worker works either way.
+	 */
+	settleAndClaim?(params: {
+		readonly outcomes: readonly Outcome[]
+		readonly logs?: ReadonlyMap<string, readonly string[]>
+		readonly now: number
+		readonly claim: ClaimRequest
+	}): Promise<SettleAndClaimResult>
 
 	/**
 	 * Maintenance, safe to run in every process at once: active jobs whose lease expired go back to

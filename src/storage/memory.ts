@@ -19,6 +19,7 @@ import {
 	type CancelResult,
 	type ClaimedJob,
 	type ClaimOrEnqueueResult,
+	type ClaimRequest,
 	type DedupeScope,
 	type EnqueueResult,
 	emptyCounts,
@@ -29,6 +30,7 @@ import {
 	type NewJob,
 	type Outcome,
 	type QueueStats,
+	type SettleAndClaimResult,
 	type SettleResult,
 	type StatusCounts,
 	type StepRow,
@@ -405,6 +407,16 @@ export class MemoryStorage implements Storage {
 		leaseMs: number
 		now: number
 	}): Promise<ClaimedJob[]> {
+		return this.claimNow(params)
+	}
+
+	private claimNow(params: {
+		names: readonly string[]
+		owner: string
+		limit: number
+		leaseMs: number
+		now: number
+	}): ClaimedJob[] {
 		const { now, limit } = params
 		const token = createLeaseToken()
 		const expiresAt = now + params.leaseMs
@@ -519,6 +531,25 @@ export class MemoryStorage implements Storage {
 		logs?: ReadonlyMap<string, readonly string[]>
 		now: number
 	}): Promise<SettleResult[]> {
+		return this.settleNow(params)
+	}
+
+	async settleAndClaim(params: {
+		outcomes: readonly Outcome[]
+		logs?: ReadonlyMap<string, readonly string[]>
+		now: number
+		claim: ClaimRequest
+	}): Promise<SettleAndClaimResult> {
+		const settled = this.settleNow(params)
+		const claimed = params.claim.limit > 0 ? this.claimNow({ ...params.claim, now: params.now }) : []
+		return { settled, claimed }
+	}
+
+	private settleNow(params: {
+		outcomes: readonly Outcome[]
+		logs?: ReadonlyMap<string, readonly string[]>
+		now: number
+	}): SettleResult[] {
 		const { now } = params
 		if (params.logs) {
 			for (const [id, lines] of params.logs) {

@@ -1,10 +1,12 @@
 /**
  * The completer persists outcomes in batches. Outcomes that arrive in the same turn of the event
  * loop share one `settle` call (one transaction, one fsync): the completer trades a microtask of
- * latency for throughput. If the storage is down, outcomes are kept and retried with backoff,
+ * latency for throughput. With a storage that has `settleAndClaim`, the same write claims jobs for
+ * the slots the batch freed (see ClaimSource), so a busy worker makes one write per batch, not two.
+ * If the storage is down, outcomes are kept and retried with backoff,
  * never dropped; if the process dies first, the leases expire and the reaper gives the jobs back.
  */
-import type { Outcome, Storage } from '../storage/contract.js'
+import type { ClaimedJob, ClaimRequest, Outcome, SettleResult, Storage } from '../storage/contract.js'
 import type { Clock, TimerHandle } from '../time.js'
 
 interface Pending {
@@ -14,6 +16,17 @@ interface Pending {
 
 /** Reports storage errors to the worker. */
 export type ErrorReporter = (error: unknown, where: 'settle') => void
+
+/**
+ * The worker's side of claiming with a settle (storages with `settleAndClaim`): asked before each
+ * write whether to claim with it, then given what was claimed.
+ */
+export interface ClaimSource {
+	/** The claim to make with this write, or null (no free slot, or the worker is fetching itself). */
+	take(): ClaimRequest | null
+	/** What the write claimed for `take`'s request; null when the write failed (nothing claimed). */
+	give(claimed: ClaimedJob[] | null, request: ClaimRequest): void
+}
 
 export class Completer {
 	private buffer: Pending[] = []
@@ -28,6 +41,10 @@ export class Completer {
 		private readonly storage: Storage,
 		private readonly clock: Clock,
 		private readonly report: ErrorReporter,
+		/** Set when the storage has `settleAndClaim`: each write also claims for the freed slots. */
+		private readonly claims: ClaimSource | null = null,
+		/** Told after each write that claimed nothing with it (retries and woken parents may be due). */
+		private readonly written: (() => void) | null = null,
 	) {}
 
 	/** Queues an outcome; resolves with whether the storage applied it (false: lease lost). */
@@ -78,15 +95,25 @@ export class Completer {
 			const logs = this.logs
 			this.buffer = []
 			this.logs = new Map()
+			const request = batch.length > 0 ? (this.claims?.take() ?? null) : null
+			let results: SettleResult[]
+			let claimed: ClaimedJob[] = []
 			try {
-				const results = await this.storage.settle({
+				const params = {
 					outcomes: batch.map((p) => p.outcome),
 					logs: logs.size > 0 ? logs : undefined,
 					now: this.clock.now(),
-				})
+				}
+				if (request && this.storage.settleAndClaim) {
+					const r = await this.storage.settleAndClaim({ ...params, claim: request })
+					results = r.settled
+					claimed = r.claimed
+				} else {
+					results = await this.storage.settle(params)
+				}
 				this.retryDelay = 0
-				for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]?.ok ?? false)
 			} catch (err) {
+				if (request) this.claims?.give(null, request)
 				// Put them back in front, in order, and try again later.
 				this.buffer = batch.concat(this.buffer)
 				for (const [id, lines] of logs) this.addLogs(id, lines)
@@ -98,6 +125,15 @@ export class Completer {
 					void this.flush()
 				}, this.retryDelay)
 				return
+			}
+			for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]?.ok ?? false)
+			// The claimed jobs start after the settled ones ran their hooks: a retry claimed here must
+			// not start before its failed attempt's onError.
+			if (request) {
+				await new Promise<void>((resolve) => setImmediate(resolve))
+				this.claims?.give(claimed, request)
+			} else if (batch.length > 0) {
+				this.written?.()
 			}
 		}
 	}

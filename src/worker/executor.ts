@@ -53,6 +53,8 @@ export interface ExecutionDeps {
 	readonly heartbeat: (execution: Execution) => Promise<void>
 	/** The jobs a successful run starts (triggers), enqueued in the same transaction as its completion. */
 	readonly followUps?: (job: ClaimedJob, output: unknown) => Promise<NewJob[]>
+	/** Told once the execution concluded: its outcome written (or refused) and its hooks run. */
+	readonly ended: (execution: Execution) => void
 }
 
 /** Why the worker stopped an execution from outside. */
@@ -132,25 +134,29 @@ export class Execution {
 		return this.explicitDone
 	}
 
-	/** Runs the job to an outcome. Never rejects. */
+	/** Runs the job to an outcome, then tells `deps.ended`. Never rejects. */
 	async run(): Promise<void> {
 		const { def, job } = this
-		let settlement: Settlement
 		try {
-			this.input = decodeJson(job.input)
-			if (def.inputSchema) {
-				this.input = await validate(
-					def.inputSchema,
-					this.input,
-					`The stored input of job '${job.name}' (${job.id})`,
-				)
+			let settlement: Settlement
+			try {
+				this.input = decodeJson(job.input)
+				if (def.inputSchema) {
+					this.input = await validate(
+						def.inputSchema,
+						this.input,
+						`The stored input of job '${job.name}' (${job.id})`,
+					)
+				}
+				settlement = await this.runHandler()
+			} catch (err) {
+				// Stored input that no longer passes its schema: no retry can fix it.
+				settlement = { kind: 'error', error: err, fatal: true }
 			}
-			settlement = await this.runHandler()
-		} catch (err) {
-			// Stored input that no longer passes its schema: no retry can fix it.
-			settlement = { kind: 'error', error: err, fatal: true }
+			await this.conclude(settlement)
+		} finally {
+			this.deps.ended(this)
 		}
-		await this.conclude(settlement)
 	}
 
 	private runHandler(): Promise<Settlement> {

@@ -15,7 +15,7 @@ import { LeaseLostError } from '../errors.js'
 import { createLeaseToken } from '../id.js'
 import type { RuntimeJob } from '../job.js'
 import type { Logger } from '../logger.js'
-import type { ClaimedJob, NewJob, Storage } from '../storage/contract.js'
+import type { ClaimedJob, ClaimRequest, NewJob, Storage } from '../storage/contract.js'
 import type { Clock, TimerHandle } from '../time.js'
 import { Completer } from './completer.js'
 import { abortErrors, Execution, type ExecutionDeps, type ExecutionObserver } from './executor.js'
@@ -61,9 +61,13 @@ export class Worker {
 	/** This process's identity in leases: host, pid and a random part. */
 	readonly owner = `${hostname()}:${process.pid}:${createLeaseToken().slice(0, 6)}`
 	private mode: FetchMode = 'stopped'
+	/** Executions holding a slot: from launch until they hand their outcome to the completer. */
 	private readonly running = new Map<string, Execution>()
-	/** Settles when each running execution has concluded. */
-	private readonly finished = new Map<string, Promise<void>>()
+	/** Every execution not yet concluded (outcome written, hooks run): heartbeated, awaited by close. */
+	private readonly live = new Map<string, Execution>()
+	private liveWaiters: (() => void)[] = []
+	/** The storage claims with settles (`settleAndClaim`): the completer refills freed slots. */
+	private readonly claimsWithSettle: boolean
 	/** Jobs held outside a slot (claimOrEnqueue handles): heartbeated, not counted. */
 	private readonly adopted = new Map<string, ClaimedJob>()
 	private readonly completer: Completer
@@ -85,14 +89,27 @@ export class Worker {
 		private readonly settings: WorkerSettings,
 		private readonly deps: WorkerDeps,
 	) {
-		this.completer = new Completer(deps.storage, deps.clock, (err) => deps.reportError(err, 'settle'))
+		this.claimsWithSettle = typeof deps.storage.settleAndClaim === 'function'
+		this.completer = new Completer(
+			deps.storage,
+			deps.clock,
+			(err) => deps.reportError(err, 'settle'),
+			this.claimsWithSettle
+				? { take: () => this.takeClaim(), give: (claimed, request) => this.gotClaim(claimed, request) }
+				: null,
+			() => this.release(),
+		)
 		const completedRemoved = new Map<string, boolean>()
 		this.executionDeps = {
 			storage: deps.storage,
 			clock: deps.clock,
 			logger: deps.logger,
 			observer: deps.observer,
-			settle: (outcome) => this.completer.add(outcome),
+			settle: (outcome) => {
+				this.vacate(outcome.id)
+				return this.completer.add(outcome)
+			},
+			ended: (e) => this.ended(e),
 			addLogs: (id, lines) => this.completer.addLogs(id, lines),
 			removeOnComplete: (d) => {
 				let remove = completedRemoved.get(d.name)
@@ -152,7 +169,7 @@ export class Worker {
 				this.mode = 'full'
 				return
 			}
-			const names = [...this.deps.jobs.keys()].filter((n) => !this.deps.isPaused(n))
+			const names = this.claimNames()
 			const limit = Math.min(free, this.settings.batchSize)
 			let claimed: ClaimedJob[]
 			try {
@@ -190,12 +207,72 @@ export class Worker {
 			if (claimed.length === limit || this.wakeRequested) continue
 			break
 		}
+		this.goIdle()
+	}
+
+	/** Nothing more to claim for now: wait for a notify or the poll. */
+	private goIdle(): void {
 		this.mode = 'idle'
 		this.pollTimer = this.deps.clock.setTimeout(() => {
 			this.pollTimer = null
 			if (this.mode === 'idle') void this.fetch()
 		}, this.settings.pollIntervalMs)
 		this.checkIdle()
+	}
+
+	private claimNames(): string[] {
+		const names: string[] = []
+		for (const n of this.deps.jobs.keys()) if (!this.deps.isPaused(n)) names.push(n)
+		return names
+	}
+
+	/**
+	 * The completer is about to write outcomes: claim with them when the loop waits for slots (full)
+	 * or for work (idle) and slots are free. The loop counts as fetching until `gotClaim`.
+	 */
+	private takeClaim(): ClaimRequest | null {
+		if (this.mode === 'fetching') {
+			// The loop is claiming: have it look again for the slot this write frees.
+			this.wakeRequested = true
+			return null
+		}
+		if (this.mode !== 'full' && this.mode !== 'idle') return null
+		const free = this.settings.concurrency - this.running.size
+		if (free <= 0) return null
+		const names = this.claimNames()
+		if (names.length === 0) return null
+		if (this.pollTimer) {
+			this.deps.clock.clearTimeout(this.pollTimer)
+			this.pollTimer = null
+		}
+		this.mode = 'fetching'
+		this.wakeRequested = false
+		return {
+			names,
+			owner: this.owner,
+			limit: Math.min(free, this.settings.batchSize),
+			leaseMs: this.claimLeaseMs,
+		}
+	}
+
+	/** What the completer's write claimed (null: the write failed and claimed nothing). */
+	private gotClaim(claimed: ClaimedJob[] | null, request: ClaimRequest): void {
+		if (this.mode !== 'fetching') {
+			// Closed meanwhile: give the jobs straight back.
+			for (const job of claimed ?? []) {
+				void this.completer.add({ kind: 'released', id: job.id, token: job.lease.token })
+			}
+			return
+		}
+		if (claimed === null) {
+			// The loop claims on its own (and backs off if the storage is down).
+			void this.fetch()
+			return
+		}
+		for (const job of claimed) this.launch(job)
+		this.lastClaimFull = claimed.length === request.limit
+		if (claimed.length === request.limit || this.wakeRequested) void this.fetch()
+		else this.goIdle()
 	}
 
 	private launch(job: ClaimedJob): void {
@@ -207,12 +284,31 @@ export class Worker {
 		}
 		const execution = new Execution(job, def, this.executionDeps)
 		this.running.set(job.id, execution)
-		const done = execution.run().finally(() => {
-			this.running.delete(job.id)
-			this.finished.delete(job.id)
+		this.live.set(job.id, execution)
+		void execution.run()
+	}
+
+	/**
+	 * An execution handed its outcome to the completer: its slot is free now, not when the write
+	 * commits. With `settleAndClaim` the completer's write refills it; otherwise the loop does.
+	 */
+	private vacate(id: string): void {
+		if (!this.running.delete(id)) return
+		if (!this.claimsWithSettle) this.release()
+	}
+
+	/** An execution concluded (outcome written or refused, hooks run). */
+	private ended(execution: Execution): void {
+		const id = execution.job.id
+		if (this.live.get(id) === execution) this.live.delete(id)
+		if (this.live.size === 0) for (const w of this.liveWaiters.splice(0)) w()
+		if (this.running.get(id) === execution) {
+			// Ended without an outcome to write (lease lost, cancelled): the slot frees here.
+			this.running.delete(id)
 			this.release()
-		})
-		this.finished.set(job.id, done)
+		} else {
+			this.checkIdle()
+		}
 	}
 
 	/** A slot freed: refill once per turn of the event loop, so a batch's completions share one claim. */
@@ -227,7 +323,7 @@ export class Worker {
 	}
 
 	private checkIdle(): void {
-		if (this.mode === 'fetching' || this.running.size > 0 || this.completer.backlog > 0) return
+		if (this.mode === 'fetching' || this.live.size > 0 || this.completer.backlog > 0) return
 		if (this.mode === 'full' || this.lastClaimFull || this.refillScheduled) return
 		const waiters = this.idleWaiters
 		this.idleWaiters = []
@@ -248,7 +344,7 @@ export class Worker {
 
 	/** Stops an execution of this process (the job was cancelled here). */
 	cancelLocal(id: string): boolean {
-		const execution = this.running.get(id)
+		const execution = this.live.get(id)
 		if (!execution) return false
 		execution.abort('cancelled', abortErrors.cancelled())
 		return true
@@ -317,7 +413,7 @@ export class Worker {
 			}
 			list.push({ id, token })
 		}
-		for (const e of this.running.values()) add(this.leaseOf(e.def), e.job.id, e.token)
+		for (const e of this.live.values()) add(this.leaseOf(e.def), e.job.id, e.token)
 		for (const job of this.adopted.values())
 			add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
 		for (const [leaseMs, leases] of byLease) {
@@ -344,7 +440,7 @@ export class Worker {
 
 	/** A lease is gone: cancelled by someone, or expired and taken over. Stop the handler. */
 	private async onLost(id: string): Promise<void> {
-		const execution = this.running.get(id)
+		const execution = this.live.get(id)
 		if (!execution) return
 		let cancelled = false
 		try {
@@ -425,10 +521,10 @@ export class Worker {
 				clearTimeout(timer),
 			)
 		}
-		if (this.running.size > 0) {
-			const all = Promise.all(this.finished.values())
+		if (this.live.size > 0) {
+			const all = new Promise<void>((resolve) => this.liveWaiters.push(resolve))
 			await bounded(all)
-			for (const e of this.running.values()) e.abort('closing', abortErrors.closing())
+			for (const e of this.live.values()) e.abort('closing', abortErrors.closing())
 			// Giving jobs back needs the storage; if it is gone, their leases expire and the reaper
 			// gives them back instead. Either way close does not hang.
 			await bounded(all)

@@ -343,6 +343,66 @@ export function storageCases(factory: StorageFactory): void {
 		})
 	})
 
+	describe('settleAndClaim (optional)', () => {
+		// Optional in the contract: a storage without it is skipped here, visibly, and its workers
+		// settle and claim in two calls (the queue cases cover that).
+		it('settles a batch, then claims in claim order, seeing what the settle changed', async (ctx) => {
+			if (!s.settleAndClaim) return ctx.skip('this storage has no settleAndClaim')
+			const [a, b] = [newJob({ priority: 1 }), newJob({ priority: 1 })]
+			const c = newJob({ priority: 2 })
+			const first = newJob({ dedupeKey: 'k', dedupeScope: 'pending' })
+			await s.enqueue({ jobs: [a, b, first], now: T0 })
+			const held = await s.claim(claimParams({ limit: 3 }))
+			expect(held.map((j) => j.id).sort()).toEqual([a.id, b.id, first.id].sort())
+			const tok = (id: string) => held.find((j) => j.id === id)!.lease.token
+			// Queued behind the active holder of its key: not claimable until `first` finishes.
+			const second = newJob({ dedupeKey: 'k', dedupeScope: 'pending' })
+			await s.enqueue({ jobs: [c, second], now: T0 })
+			const r = await s.settleAndClaim({
+				outcomes: [
+					{ kind: 'completed', id: a.id, token: tok(a.id), output: json(1) },
+					{ kind: 'retry', id: b.id, token: tok(b.id), error: err(1), runAt: T0 + 10 },
+					{ kind: 'completed', id: first.id, token: tok(first.id), output: json(2) },
+					{ kind: 'completed', id: c.id, token: 'not-its-token', output: json(3) },
+				],
+				now: T0 + 10,
+				claim: { names: ['work'], owner: 'w2', limit: 10, leaseMs: 1000 },
+			})
+			expect(r.settled).toEqual([
+				{ id: a.id, ok: true },
+				{ id: b.id, ok: true },
+				{ id: first.id, ok: true },
+				{ id: c.id, ok: false },
+			])
+			// second's key is free and b is due again (retry at T0 + 10): both claimed with c, in claim
+			// order (priority 0, 1, 2).
+			expect(r.claimed.map((j) => j.id)).toEqual([second.id, b.id, c.id])
+			expect(r.claimed[1]).toMatchObject({ attempt: 2, lease: { owner: 'w2', expiresAt: T0 + 1010 } })
+			expect(await s.getJob({ id: a.id })).toMatchObject({ status: 'completed', output: json(1) })
+			expect(await s.getJob({ id: c.id })).toMatchObject({ status: 'active', attempt: 1 })
+		})
+
+		it('claims at most the limit, and nothing with limit 0', async (ctx) => {
+			if (!s.settleAndClaim) return ctx.skip('this storage has no settleAndClaim')
+			const jobs = [newJob(), newJob(), newJob()]
+			await s.enqueue({ jobs, now: T0 })
+			const [held] = await s.claim(claimParams({ limit: 1 }))
+			const done = { kind: 'completed', id: held!.id, token: held!.lease.token, output: json(null) } as const
+			const none = await s.settleAndClaim({
+				outcomes: [done],
+				now: T0,
+				claim: { names: ['work'], owner: 'w1', limit: 0, leaseMs: 1000 },
+			})
+			expect(none).toEqual({ settled: [{ id: held!.id, ok: true }], claimed: [] })
+			const one = await s.settleAndClaim({
+				outcomes: [],
+				now: T0,
+				claim: { names: ['work'], owner: 'w1', limit: 1, leaseMs: 1000 },
+			})
+			expect(one.claimed.map((j) => j.id)).toEqual([jobs[1]!.id])
+		})
+	})
+
 	describe('dead letters', () => {
 		it('replays one by id and all of a name, with attempts reset', async () => {
 			const jobs = [

@@ -31,6 +31,7 @@ import {
 	type CancelResult,
 	type ClaimedJob,
 	type ClaimOrEnqueueResult,
+	type ClaimRequest,
 	type DedupeScope,
 	type EnqueueResult,
 	emptyCounts,
@@ -40,6 +41,7 @@ import {
 	type NewJob,
 	type Outcome,
 	type QueueStats,
+	type SettleAndClaimResult,
 	type SettleResult,
 	type StatusCounts,
 	type StepRow,
@@ -295,67 +297,71 @@ export class SqliteStorage implements Storage {
 		now: number
 	}): Promise<ClaimedJob[]> {
 		if (params.names.length === 0 || params.limit <= 0) return []
+		return this.write(() => this.claimIn(params, params.now))
+	}
+
+	/** Claims inside the caller's transaction. */
+	private claimIn(params: ClaimRequest, now: number): ClaimedJob[] {
+		if (params.names.length === 0 || params.limit <= 0) return []
 		const token = createLeaseToken()
-		const expiresAt = params.now + params.leaseMs
-		const rows = this.write(() => {
-			const s = this.s
-			const out: JobRecord[] = []
-			// Passes: each takes at most one job per concurrency key, so the counts the candidate
-			// query saw stay true; a key with room for more is seen again by the next pass.
-			for (;;) {
-				const want = params.limit - out.length
-				const candidates = s.claimCandidates.all({
-					names: JSON.stringify(params.names),
-					now: params.now,
-					limit: want,
-				}) as {
-					seq: number
-					concurrency_key: string | null
-					concurrency_limit: number | null
-					concurrency_window: number | null
-					concurrency_rolling: number | null
-				}[]
-				const seen = new Set<string>()
-				const chosen: number[] = []
-				let deferred = false
-				for (const c of candidates) {
-					if (c.concurrency_key === null) {
-						chosen.push(c.seq)
-						continue
-					}
-					if (seen.has(c.concurrency_key)) {
-						deferred = true
-						continue
-					}
-					seen.add(c.concurrency_key)
-					if (c.concurrency_window !== null) {
-						const spec: ConcurrencySpec = {
-							key: c.concurrency_key,
-							limit: c.concurrency_limit!,
-							windowMs: c.concurrency_window,
-							rolling: c.concurrency_rolling === 1,
-						}
-						const key = `c:${spec.key}`
-						const r = admitWindow(this.flowState<WindowState>(key), spec, params.now)
-						if (!r.ok) continue
-						this.setFlowState(key, r.state, r.until)
-					}
+		const expiresAt = now + params.leaseMs
+		const s = this.s
+		const rows: JobRecord[] = []
+		// Passes: each takes at most one job per concurrency key, so the counts the candidate
+		// query saw stay true; a key with room for more is seen again by the next pass.
+		for (;;) {
+			const want = params.limit - rows.length
+			const candidates = s.claimCandidates.all({
+				names: JSON.stringify(params.names),
+				now,
+				limit: want,
+			}) as {
+				seq: number
+				concurrency_key: string | null
+				concurrency_limit: number | null
+				concurrency_window: number | null
+				concurrency_rolling: number | null
+			}[]
+			const seen = new Set<string>()
+			const chosen: number[] = []
+			let deferred = false
+			for (const c of candidates) {
+				if (c.concurrency_key === null) {
 					chosen.push(c.seq)
+					continue
 				}
-				if (chosen.length > 0) {
-					out.push(
-						...(s.claimSeqs.all({
-							seqs: JSON.stringify(chosen),
-							owner: params.owner,
-							token,
-							expires: expiresAt,
-							now: params.now,
-						}) as JobRecord[]),
-					)
+				if (seen.has(c.concurrency_key)) {
+					deferred = true
+					continue
 				}
-				if (!deferred || chosen.length === 0 || out.length >= params.limit) return out
+				seen.add(c.concurrency_key)
+				if (c.concurrency_window !== null) {
+					const spec: ConcurrencySpec = {
+						key: c.concurrency_key,
+						limit: c.concurrency_limit!,
+						windowMs: c.concurrency_window,
+						rolling: c.concurrency_rolling === 1,
+					}
+					const key = `c:${spec.key}`
+					const r = admitWindow(this.flowState<WindowState>(key), spec, now)
+					if (!r.ok) continue
+					this.setFlowState(key, r.state, r.until)
+				}
+				chosen.push(c.seq)
 			}
-		})
+			if (chosen.length > 0) {
+				rows.push(
+					...(s.claimSeqs.all({
+						seqs: JSON.stringify(chosen),
+						owner: params.owner,
+						token,
+						expires: expiresAt,
+						now,
+					}) as JobRecord[]),
+				)
+			}
+			if (!deferred || chosen.length === 0 || rows.length >= params.limit) break
+		}
 		// RETURNING does not keep the subquery's order: restore claim order.
 		rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)
 		return rows.map((r) => toClaimed(r))
@@ -418,55 +424,75 @@ export class SqliteStorage implements Storage {
 		logs?: ReadonlyMap<string, readonly string[]>
 		now: number
 	}): Promise<SettleResult[]> {
+		return this.write(() => this.settleIn(params))
+	}
+
+	/** Settles and claims in one IMMEDIATE transaction: one commit, one fsync for both. */
+	async settleAndClaim(params: {
+		outcomes: readonly Outcome[]
+		logs?: ReadonlyMap<string, readonly string[]>
+		now: number
+		claim: ClaimRequest
+	}): Promise<SettleAndClaimResult> {
+		return this.write(() => ({
+			settled: this.settleIn(params),
+			claimed: this.claimIn(params.claim, params.now),
+		}))
+	}
+
+	/** Applies outcomes inside the caller's transaction. */
+	private settleIn(params: {
+		outcomes: readonly Outcome[]
+		logs?: ReadonlyMap<string, readonly string[]>
+		now: number
+	}): SettleResult[] {
 		const { now } = params
-		return this.write(() => {
-			const s = this.s
-			if (params.logs) {
-				for (const [id, lines] of params.logs) {
-					const row = s.getLogs.get(id) as { logs: string } | undefined
-					if (!row) continue
-					const logs = (JSON.parse(row.logs) as string[]).concat(lines)
-					s.setLogs.run(JSON.stringify(logs.slice(-this.maxLogLines)), id)
-				}
+		const s = this.s
+		if (params.logs) {
+			for (const [id, lines] of params.logs) {
+				const row = s.getLogs.get(id) as { logs: string } | undefined
+				if (!row) continue
+				const logs = (JSON.parse(row.logs) as string[]).concat(lines)
+				s.setLogs.run(JSON.stringify(logs.slice(-this.maxLogLines)), id)
 			}
-			return params.outcomes.map((o) => {
-				let parent: { parent_id: string | null } | undefined
-				switch (o.kind) {
-					case 'completed':
-						parent = (o.remove ? s.completeDelete : s.complete).get(
-							o.remove ? { id: o.id, token: o.token } : { id: o.id, token: o.token, output: o.output, now },
-						) as { parent_id: string | null } | undefined
-						break
-					case 'retry':
-						parent = s.retry.get({
-							id: o.id,
-							token: o.token,
-							error: JSON.stringify(o.error),
-							run_at: o.runAt,
-							now,
-						}) as { parent_id: string | null } | undefined
-						// A retry is not terminal: the parent keeps waiting.
-						return { id: o.id, ok: parent !== undefined }
-					case 'dead':
-						parent = s.dead.get({ id: o.id, token: o.token, error: JSON.stringify(o.error), now }) as
-							| { parent_id: string | null }
-							| undefined
-						break
-					case 'suspended':
-						return {
-							id: o.id,
-							ok:
-								s.suspend.run({ id: o.id, token: o.token, run_at: o.wakeAt ?? Number.MAX_SAFE_INTEGER, now })
-									.changes === 1,
-						}
-					case 'released':
-						return { id: o.id, ok: s.release.run({ id: o.id, token: o.token, now }).changes === 1 }
-				}
-				if (!parent) return { id: o.id, ok: false }
-				if (parent.parent_id !== null) s.wake.run({ id: parent.parent_id, now })
-				if (o.kind === 'completed') for (const job of o.followUps ?? []) this.insertOne(job, now)
-				return { id: o.id, ok: true }
-			})
+		}
+		return params.outcomes.map((o) => {
+			let parent: { parent_id: string | null } | undefined
+			switch (o.kind) {
+				case 'completed':
+					parent = (o.remove ? s.completeDelete : s.complete).get(
+						o.remove ? { id: o.id, token: o.token } : { id: o.id, token: o.token, output: o.output, now },
+					) as { parent_id: string | null } | undefined
+					break
+				case 'retry':
+					parent = s.retry.get({
+						id: o.id,
+						token: o.token,
+						error: JSON.stringify(o.error),
+						run_at: o.runAt,
+						now,
+					}) as { parent_id: string | null } | undefined
+					// A retry is not terminal: the parent keeps waiting.
+					return { id: o.id, ok: parent !== undefined }
+				case 'dead':
+					parent = s.dead.get({ id: o.id, token: o.token, error: JSON.stringify(o.error), now }) as
+						| { parent_id: string | null }
+						| undefined
+					break
+				case 'suspended':
+					return {
+						id: o.id,
+						ok:
+							s.suspend.run({ id: o.id, token: o.token, run_at: o.wakeAt ?? Number.MAX_SAFE_INTEGER, now })
+								.changes === 1,
+					}
+				case 'released':
+					return { id: o.id, ok: s.release.run({ id: o.id, token: o.token, now }).changes === 1 }
+			}
+			if (!parent) return { id: o.id, ok: false }
+			if (parent.parent_id !== null) s.wake.run({ id: parent.parent_id, now })
+			if (o.kind === 'completed') for (const job of o.followUps ?? []) this.insertOne(job, now)
+			return { id: o.id, ok: true }
 		})
 	}
 
