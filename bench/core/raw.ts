@@ -39,6 +39,10 @@ function row(id: string, now: number) {
 		idempotency_key: null,
 		parent_id: null,
 		backoff: null,
+		concurrency_key: null,
+		concurrency_limit: null,
+		concurrency_window: null,
+		concurrency_rolling: null,
 		now,
 		started_at: null,
 	}
