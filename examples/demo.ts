@@ -1,18 +1,25 @@
 /**
  * spool's demo (`npm start`): workers process jobs on the embedded SQLite default. Some jobs
  * succeed, some fail and are retried with backoff, some fail for good and land in the dead
- * letters. A live progress line shows it happen.
+ * letters. A live progress line shows it happen, and the dashboard shows it at the address printed
+ * first (port `PORT`, default 4300).
  *
- *   npm start                 # 300 jobs, then exit
+ *   npm start                 # 300 jobs; on a terminal the dashboard stays up (and new jobs trickle in) until Ctrl-C
  *   npm start -- --jobs 2000  # more
+ *   npm start -- --exit       # exit once the jobs settled, even on a terminal (--stay: stay up, even without one)
  */
-import { rmSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { z } from 'zod'
+import { type DashboardServer, serveDashboard } from '../src/dashboard/index.js'
 import { createJob, createQueue, FatalError, silentLogger } from '../src/index.js'
 import { sqlite } from '../src/storage/sqlite/index.js'
 
 const args = process.argv.slice(2)
 const total = Number(args[args.indexOf('--jobs') + 1]) || 300
+const stayUp = (process.stdout.isTTY === true || args.includes('--stay')) && !args.includes('--exit')
 const path = '.spool/demo.db'
 rmSync(path, { force: true })
 rmSync(`${path}-wal`, { force: true })
@@ -75,7 +82,24 @@ queue.on('failed', (e) => {
 })
 queue.on('dead', () => counts.dead++)
 
-console.log(`spool demo: ${total} jobs on SQLite (${path}), 20 at a time\n`)
+// The dashboard's UI is built by `npm run build`; on a fresh clone, build it once now.
+const root = join(import.meta.dirname, '..')
+if (!existsSync(join(root, 'dist', 'ui', 'index.html'))) {
+	console.log('Building the dashboard UI (once)...')
+	execFileSync('npm', ['run', 'build:ui', '--silent'], { cwd: root, stdio: 'inherit' })
+}
+// The dashboard, with a token for its buttons (the address carries it to the browser).
+const token = randomBytes(12).toString('hex')
+let dashboard: DashboardServer
+try {
+	dashboard = await serveDashboard({ queue, port: Number(process.env.PORT ?? 4300), token })
+} catch (err) {
+	// The default port is taken (another demo?): take any free one rather than fail.
+	if (process.env.PORT || (err as { code?: string }).code !== 'EADDRINUSE') throw err
+	dashboard = await serveDashboard({ queue, port: 0, token })
+}
+console.log(`spool demo: ${total} jobs on SQLite (${path}), 20 at a time`)
+console.log(`Dashboard: ${dashboard.url}#token=${token}\n`)
 const started = Date.now()
 const items = Array.from({ length: total }, (_, i) => {
 	switch (i % 3) {
@@ -117,4 +141,21 @@ if (dead.jobs.length > 0) {
 		console.log(`  ${job.name} ${job.id}: ${last?.name}: ${last?.message} (after ${job.attempt} attempt(s))`)
 	}
 }
+if (stayUp) {
+	// Keep the dashboard up with a trickle of new jobs, so its chart has something to show.
+	console.log(
+		`\nThe dashboard stays up at ${dashboard.url}#token=${token} with new jobs trickling in. Ctrl-C stops.`,
+	)
+	let n = total
+	const trickle = setInterval(() => {
+		const batch = Array.from({ length: 3 + Math.floor(Math.random() * 6) }, () => items[n++ % items.length]!)
+		void queue.enqueueMany(batch).catch(() => {})
+	}, 1000)
+	await new Promise<void>((resolve) => {
+		process.once('SIGINT', resolve)
+		process.once('SIGTERM', resolve)
+	})
+	clearInterval(trickle)
+}
+await dashboard.close()
 await queue.close()

@@ -255,8 +255,14 @@ export interface JobEventMeta<In> {
 /** Events of a queue (`queue.on(...)`). */
 export interface QueueEvents {
 	enqueued: { readonly id: string; readonly name: string }
-	/** An attempt started; `runAt` is when the job became due (start minus runAt: queue latency). */
-	started: { readonly id: string; readonly name: string; readonly attempt: number; readonly runAt: Date }
+	/** An attempt started at `startedAt`; `runAt` is when the job became due (the difference: queue latency). */
+	started: {
+		readonly id: string
+		readonly name: string
+		readonly attempt: number
+		readonly runAt: Date
+		readonly startedAt: Date
+	}
 	completed: {
 		readonly id: string
 		readonly name: string
@@ -646,7 +652,12 @@ class QueueImpl<J, P> {
 			started: (job, input) => {
 				if (this.events.has('started')) {
 					const runAt = new Date(job.runAt ?? job.createdAt)
-					this.events.emit('started', { id: job.id, name: job.name, attempt: job.attempt, runAt }, undefined)
+					const startedAt = new Date(this.clock.now())
+					this.events.emit(
+						'started',
+						{ id: job.id, name: job.name, attempt: job.attempt, runAt, startedAt },
+						undefined,
+					)
 				}
 				this.bound.get(job.name)?.emit('start', undefined, meta(job, input))
 			},

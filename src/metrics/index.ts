@@ -109,7 +109,7 @@ export function createMetrics(options: MetricsOptions): QueueMetrics {
 		queue.on('enqueued', (e) => enqueued.inc({ name: e.name })),
 		queue.on('started', (e) => {
 			startedAt.set(e.id, performance.now())
-			latency.observe({ name: e.name }, Math.max(0, Date.now() - e.runAt.getTime()) / 1000)
+			latency.observe({ name: e.name }, Math.max(0, e.startedAt.getTime() - e.runAt.getTime()) / 1000)
 		}),
 		queue.on('completed', (e) => finish(e.id, e.name, 'completed', e.durationMs)),
 		queue.on('failed', (e) => finish(e.id, e.name, e.retryAt ? 'retried' : 'dead')),

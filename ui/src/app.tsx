@@ -321,7 +321,11 @@ function NamesTable({ stats, ctx, reload }: { stats: ApiStats; ctx: Ctx; reload:
 function Chart({ data }: { data: ApiThroughput }) {
 	const W = 800
 	const H = 160
-	const pts = data.points
+	// From the first bucket with jobs (at least the last two minutes) to now.
+	const first = data.points.findIndex((p) => p.completed + p.failed > 0)
+	const from = first === -1 ? data.points.length - 24 : Math.min(first, data.points.length - 24)
+	const pts = data.points.slice(Math.max(0, from))
+	const minutes = Math.round((pts.length * data.bucketMs) / 60_000)
 	const perSec = (n: number) => n / (data.bucketMs / 1000)
 	const max = Math.max(1, ...pts.map((p) => perSec(p.completed + p.failed)))
 	const x = (i: number) => (i / Math.max(1, pts.length - 1)) * W
@@ -338,7 +342,7 @@ function Chart({ data }: { data: ApiThroughput }) {
 				<span class="dot completed" /> completed <span class="dot failed" /> failed attempts
 				<span class="grow" />
 				<strong data-testid="rate">{recent.toFixed(1)}</strong>&nbsp;jobs/s over the last 30 s
-				{failedRecent > 0 && <span class="muted">, {failedRecent} failed</span>}
+				{failedRecent > 0 && <span class="muted">· {failedRecent} failed attempts</span>}
 			</figcaption>
 			<svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label="throughput chart">
 				<line x1="0" x2={W} y1={y(max)} y2={y(max)} class="gridline" />
@@ -347,7 +351,7 @@ function Chart({ data }: { data: ApiThroughput }) {
 				<path d={area((p) => p.completed)} class="area completed" />
 			</svg>
 			<div class="axis">
-				<span>10 min ago</span>
+				<span>{minutes} min ago</span>
 				<span>max {max.toFixed(1)}/s</span>
 				<span>now</span>
 			</div>
