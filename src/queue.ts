@@ -385,6 +385,9 @@ export interface Queue<J = Record<string, unknown>, P = Record<string, never>> e
 
 // ---------------------------------------------------------------------------------------------
 
+/** Pipe sends made by each running attempt, per pipe: their order gives events stable ids. */
+const sendCounts = new WeakMap<JobContext, Map<string, number>>()
+
 /** Marks a call made with no input argument at all. */
 const NO_INPUT: unique symbol = Symbol('no input')
 
@@ -488,7 +491,21 @@ class QueueImpl<J, P> {
 			this.defs.set(def.name, def)
 			const send = async (data: unknown) => {
 				this.assertOpen()
-				const row = await this.prepare(def.name, data, undefined)
+				// Sent from a handler: the event's id follows from the job and the call's place in it,
+				// so a retried attempt that sends again stores no second event.
+				const ctx = currentJob.getStore()
+				let id: string | undefined
+				if (ctx) {
+					let counts = sendCounts.get(ctx)
+					if (!counts) {
+						counts = new Map()
+						sendCounts.set(ctx, counts)
+					}
+					const n = (counts.get(pipe.name) ?? 0) + 1
+					counts.set(pipe.name, n)
+					id = `${ctx.jobId}:send:${pipe.name}:${n}`
+				}
+				const row = await this.prepare(def.name, data, id === undefined ? undefined : { id })
 				await this.insert([row], [data])
 			}
 			pipe.sender = send

@@ -315,6 +315,33 @@ export function flowQueueCases(factory: StorageFactory): void {
 		expect((await w1.getStats()).total).toMatchObject({ completed: 8, pending: 0, dead: 0 })
 	})
 
+	it('a pipe send from a handler is stored once even when the attempt is retried', async () => {
+		const events = createPipe<{ n: number }>({ name: 'events' })
+		const seen: number[] = []
+		const listener = createJob(
+			{ name: 'listener', trigger: [events.into()] },
+			async ({ n }: { n: number }) => {
+				seen.push(n)
+			},
+		)
+		let attempts = 0
+		const sender = createJob({ name: 'sender', retry: 2, backoff: '1s' }, async () => {
+			attempts++
+			await events.send({ n: 1 })
+			await events.send({ n: 2 })
+			if (attempts < 3) throw new Error('crash after sending')
+		})
+		const q = open({ listener, sender }, { pipes: { events } })
+		await q.jobs.sender.start()
+		for (let i = 0; i < 3; i++) {
+			await q.drain()
+			await clock.advance(1000)
+		}
+		await q.drain()
+		expect(attempts).toBe(3)
+		expect(seen.sort()).toEqual([1, 2])
+	})
+
 	it('a trigger whose source is not in the queue, or a pipe not in one, is a ConfigError', async () => {
 		const p = createPipe<{ n: number }>({ name: 'lonely' })
 		const target = createJob({ name: 'target', trigger: [p.into()] }, async () => {})
