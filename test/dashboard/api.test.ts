@@ -3,14 +3,18 @@
  */
 import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
 	type ApiJobDetail,
 	type ApiJobList,
 	type ApiStats,
+	type ApiThroughput,
 	createDashboard,
 	serveDashboard,
 } from '../../src/dashboard/index.js'
+import { createQueue, silentLogger } from '../../src/index.js'
+import { sqlite } from '../../src/storage/sqlite/index.js'
 import { EVIL, type Seeded, seedQueue } from './fixture.js'
 
 const TOKEN = 'test-token-123456'
@@ -128,6 +132,30 @@ describe('reading', () => {
 		const { body } = await get<{ bucketMs: number; points: { completed: number }[] }>('api/v1/throughput')
 		expect(body.bucketMs).toBe(5000)
 		expect(body.points.length).toBe(120)
+	})
+})
+
+describe('throughput of work done by other processes', () => {
+	it('is sampled from the storage when this process runs no jobs (spool dashboard)', async () => {
+		const producer = createQueue({
+			storage: sqlite({ path: join(seeded.dir, 'spool.db') }),
+			worker: false,
+			logger: silentLogger,
+		})
+		const server = await serveDashboard({ queue: producer, port: 0, token: TOKEN })
+		try {
+			const read = async () => {
+				const body = (await (await fetch(`${server.url}api/v1/throughput`)).json()) as ApiThroughput
+				return body.points.reduce((sum, p) => sum + p.completed, 0)
+			}
+			expect(await read()).toBe(0)
+			const enqueue = seeded.queue.enqueue.bind(seeded.queue) as (n: string, i: unknown) => Promise<string>
+			for (let i = 0; i < 3; i++) await enqueue('nightly-export', { day: `d${i}` })
+			await expect.poll(read, { timeout: 15_000, interval: 500 }).toBe(3)
+		} finally {
+			await server.close()
+			await producer.close()
+		}
 	})
 })
 
