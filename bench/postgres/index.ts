@@ -2,7 +2,7 @@
  * The PostgreSQL benchmark (issue 3, item 10): spool on PostgreSQL side by side with pg-boss,
  * graphile-worker, BullMQ (Redis and PostgreSQL backends) and a raw-SQL baseline, in one run.
  *
- *   npm run bench:postgres                # the full run (about 10 minutes here)
+ *   npm run bench:postgres                # the full run (about 17 minutes here)
  *   npm run bench:postgres -- --quick     # a smoke run with small counts
  *   npm run bench:postgres -- --systems=spool,raw --measures=process,latency
  *
