@@ -24,6 +24,7 @@ import {
 	type CancelResult,
 	type ClaimedJob,
 	type ClaimOrEnqueueResult,
+	type ClaimRequest,
 	type DedupeScope,
 	type EnqueueResult,
 	emptyCounts,
@@ -33,6 +34,7 @@ import {
 	type NewJob,
 	type Outcome,
 	type QueueStats,
+	type SettleAndClaimResult,
 	type SettleResult,
 	type StatusCounts,
 	type StepRow,
@@ -450,8 +452,9 @@ export class PostgresStorage implements Storage {
 		expiresAt: number,
 		now: number,
 		limit: number,
+		tx?: Runner,
 	): Promise<ClaimRecord[]> {
-		return this.transaction(async (run) => {
+		const inTx = async (run: Runner) => {
 			const candidates = await run<KeyedCandidate>('keyedCandidates', [names, now, limit])
 			if (candidates.length === 0) return []
 			const keys = [...new Set(candidates.map((c) => c.concurrency_key))]
@@ -504,7 +507,8 @@ export class PostgresStorage implements Storage {
 			}
 			if (chosen.length === 0) return []
 			return run<ClaimRecord>('claimSeqs', [chosen, owner, token, expiresAt, now])
-		})
+		}
+		return tx ? inTx(tx) : this.transaction(inTx)
 	}
 
 	async claim(params: {
@@ -514,10 +518,25 @@ export class PostgresStorage implements Storage {
 		leaseMs: number
 		now: number
 	}): Promise<ClaimedJob[]> {
+		return this.claimWith(params)
+	}
+
+	/** Claims on the pool, or inside the transaction of `tx` (settleAndClaim). */
+	private async claimWith(
+		params: {
+			readonly names: readonly string[]
+			readonly owner: string
+			readonly limit: number
+			readonly leaseMs: number
+			readonly now: number
+		},
+		tx?: Runner,
+	): Promise<ClaimedJob[]> {
 		if (params.names.length === 0 || params.limit <= 0) return []
+		const run = tx ?? this.runner
 		const token = createLeaseToken()
 		const expiresAt = params.now + params.leaseMs
-		const rows = await this.q<ClaimRecord>('claim', [
+		const rows = await run<ClaimRecord>('claim', [
 			params.names,
 			params.owner,
 			token,
@@ -527,7 +546,7 @@ export class PostgresStorage implements Storage {
 		])
 		// Jobs with concurrency keys take the keyed path when the batch has room left.
 		if (rows.length < params.limit) {
-			const [due] = await this.q<{ due: boolean }>('keyedDue', [params.names, params.now])
+			const [due] = await run<{ due: boolean }>('keyedDue', [params.names, params.now])
 			if (due?.due) {
 				rows.push(
 					...(await this.claimKeyed(
@@ -537,6 +556,7 @@ export class PostgresStorage implements Storage {
 						expiresAt,
 						params.now,
 						params.limit - rows.length,
+						tx,
 					)),
 				)
 			}
@@ -654,9 +674,42 @@ export class PostgresStorage implements Storage {
 		logs?: ReadonlyMap<string, readonly string[]>
 		now: number
 	}): Promise<SettleResult[]> {
+		return this.settleWith(params)
+	}
+
+	/**
+	 * `settle` then `claim` in one transaction (one commit): the claim sees what the settle changed
+	 * (a retry due now, a freed dedupe key). The worker's completer uses it to refill the slots a
+	 * batch of outcomes frees.
+	 */
+	async settleAndClaim(params: {
+		outcomes: readonly Outcome[]
+		logs?: ReadonlyMap<string, readonly string[]>
+		now: number
+		claim: ClaimRequest
+	}): Promise<SettleAndClaimResult> {
+		if (params.claim.limit <= 0 || params.claim.names.length === 0) {
+			return { settled: await this.settleWith(params), claimed: [] }
+		}
+		return this.transaction(async (run) => ({
+			settled: await this.settleWith(params, run),
+			claimed: await this.claimWith({ ...params.claim, now: params.now }, run),
+		}))
+	}
+
+	/** Settles on the pool, or inside the transaction of `tx`. */
+	private async settleWith(
+		params: {
+			readonly outcomes: readonly Outcome[]
+			readonly logs?: ReadonlyMap<string, readonly string[]>
+			readonly now: number
+		},
+		tx?: Runner,
+	): Promise<SettleResult[]> {
 		const { now, outcomes } = params
+		const run = tx ?? this.runner
 		if (params.logs && params.logs.size > 0) {
-			await this.q('appendLogs', [
+			await run('appendLogs', [
 				JSON.stringify([...params.logs].map(([id, lines]) => ({ id, lines }))),
 				this.maxLogLines,
 			])
@@ -671,21 +724,26 @@ export class PostgresStorage implements Storage {
 		const plain = withFollowUps.length > 0 ? rest.filter((o) => !withFollowUps.includes(o)) : rest
 		for (const batch of [suspended, plain]) {
 			if (batch.length === 0) continue
-			const rows = await this.q<{ id: string }>('settle', [JSON.stringify(batch.map(toOutcomeRecord)), now])
+			const rows = await run<{ id: string }>('settle', [JSON.stringify(batch.map(toOutcomeRecord)), now])
 			for (const r of rows) applied.add(r.id)
 		}
 		// Completions that start other jobs (triggers): the completion and the inserts commit together.
+		const withInserts = async (o: Outcome, r: Runner) => {
+			if (o.kind !== 'completed') return
+			const rows = await r<{ id: string }>('settle', [JSON.stringify([toOutcomeRecord(o)]), now])
+			if (rows.length === 0) return
+			applied.add(o.id)
+			await this.enqueueWith(r, o.followUps ?? [], now)
+		}
 		for (const o of withFollowUps) {
-			if (o.kind !== 'completed') continue
-			await this.transaction(async (run) => {
-				const rows = await run<{ id: string }>('settle', [JSON.stringify([toOutcomeRecord(o)]), now])
-				if (rows.length === 0) return
-				applied.add(o.id)
-				await this.enqueueWith(run, o.followUps ?? [], now)
-			})
+			if (tx) await withInserts(o, tx)
+			else await this.transaction((r) => withInserts(o, r))
 		}
 		return outcomes.map((o) => ({ id: o.id, ok: applied.has(o.id) }))
 	}
+
+	/** Named queries on the pool, as a Runner. */
+	private readonly runner: Runner = (name, values) => this.q(name, values)
 
 	async reap(params: { now: number; limit: number }): Promise<{
 		requeued: string[]
