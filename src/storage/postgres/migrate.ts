@@ -5,6 +5,7 @@
  */
 import pg from 'pg'
 import { ConfigError, StorageForeignError } from '../../errors.js'
+import { checkin, checkout } from './connection.js'
 import { checkSchema, migrationsFor } from './sql.js'
 
 /** What `migrate` takes: a connection string or a pool, and the schema (default `spool`). */
@@ -24,7 +25,7 @@ export function latestVersion(schema = 'spool'): number {
 export async function migrateWith(pool: pg.Pool, schema: string): Promise<string[]> {
 	const migrations = migrationsFor(schema)
 	const latest = Math.max(0, ...migrations.map((m) => m.version))
-	const client = await pool.connect()
+	const client = await checkout(pool)
 	let failed = false
 	try {
 		await client.query('BEGIN')
@@ -64,7 +65,7 @@ export async function migrateWith(pool: pg.Pool, schema: string): Promise<string
 		await client.query('ROLLBACK').catch(() => {})
 		throw err
 	} finally {
-		client.release(failed)
+		checkin(client, failed)
 	}
 }
 

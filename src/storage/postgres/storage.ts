@@ -41,6 +41,7 @@ import {
 	type StepState,
 	type Storage,
 } from '../contract.js'
+import { checkin, checkout } from './connection.js'
 import { Listener } from './listener.js'
 import { migrateWith } from './migrate.js'
 import { channelOf, checkSchema, type QueryName, queriesFor } from './sql.js'
@@ -419,7 +420,7 @@ export class PostgresStorage implements Storage {
 		if (!pool) throw new StorageUnavailableError(`${this.description} is not open.`)
 		let client: pg.PoolClient
 		try {
-			client = await pool.connect()
+			client = await checkout(pool)
 		} catch (err) {
 			throw wrap(err, this.description)
 		}
@@ -436,7 +437,7 @@ export class PostgresStorage implements Storage {
 			await client.query('ROLLBACK').catch(() => {})
 			throw wrap(err, this.description)
 		} finally {
-			client.release(broken)
+			checkin(client, broken)
 		}
 	}
 
@@ -579,7 +580,7 @@ export class PostgresStorage implements Storage {
 		if (!pool) throw new StorageUnavailableError(`${this.description} is not open.`)
 		let client: pg.PoolClient
 		try {
-			client = await pool.connect()
+			client = await checkout(pool)
 		} catch (err) {
 			throw wrap(err, this.description)
 		}
@@ -649,7 +650,7 @@ export class PostgresStorage implements Storage {
 			await client.query('ROLLBACK').catch(() => {})
 			throw wrap(err, this.description)
 		} finally {
-			client.release(broken)
+			checkin(client, broken)
 		}
 	}
 
