@@ -1,3 +1,6 @@
+import type { StepOptions, ThreadContext, ThreadOptions } from './durable/steps.js'
+import type { Duration } from './time.js'
+
 /** What a handler receives besides its input. */
 export interface JobContext {
 	/** The id of the job being run. */
@@ -26,10 +29,28 @@ export interface JobContext {
 	/**
 	 * A durable step: runs `fn` and stores its result; every later attempt, replay or restart of
 	 * this job returns the stored result without running `fn` again. At-least-once: if the process
-	 * dies while `fn` runs, it runs again. Step names must be unique within the job; repeated names
-	 * are numbered in call order (`fetch`, `fetch#2`...).
+	 * dies while `fn` runs, it runs again. Step names should be unique within the job; repeated
+	 * names are numbered in call order (`fetch`, `fetch#2`...). Options: `retry` and `backoff` (the
+	 * step's own retries, in this attempt, before the job's), `timeout` of one try, `concurrency`
+	 * (runs of this step at once in this process).
 	 */
-	run<T>(name: string, fn: () => T | Promise<T>): Promise<Awaited<T>>
+	run<T>(step: string | StepOptions, fn: () => T | Promise<T>): Promise<Awaited<T>>
+	/**
+	 * Durable sleep: the job leaves its worker slot and its lease (state `waiting`) and resumes at
+	 * the wake time, in any process, even after every process restarted. The handler is replayed
+	 * from the top on resume; its steps return their stored results.
+	 */
+	sleep(duration: Duration): Promise<void>
+	/**
+	 * Runs `fn(input)` in a worker thread, as a step (its result is stored). `fn` is serialised
+	 * with `fn.toString()`: it must be self-contained, using only its input (a function that uses
+	 * variables from around it fails with ThreadClosureError). Options add resource limits.
+	 */
+	thread<I, T>(
+		step: string | ThreadOptions,
+		fn: (input: I, context: ThreadContext) => T | Promise<T>,
+		input: I,
+	): Promise<Awaited<T>>
 	/**
 	 * An at-most-once side effect. The intent is stored before `fn` runs and the result after.
 	 * An attempt that finds the intent without a result (the process died while `fn` ran) does not

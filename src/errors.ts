@@ -24,6 +24,7 @@ export type SpoolErrorCode =
 	| 'SPOOL_HANDLER_THREW'
 	| 'SPOOL_NOT_FOUND'
 	| 'SPOOL_THROTTLED'
+	| 'SPOOL_THREAD_CLOSURE'
 
 /** The base class of every error spool throws. */
 export class SpoolError extends Error {
@@ -85,6 +86,20 @@ export class StepInterruptedError extends SpoolError {
 export class NonDeterminismError extends SpoolError {
 	constructor(message: string) {
 		super('SPOOL_NON_DETERMINISM', message)
+	}
+}
+
+/**
+ * A `thread` function used a name that does not exist in its worker thread: the function is
+ * serialised (`fn.toString()`) and rebuilt there, so it cannot see variables, imports or functions
+ * from the code around it. Pass what it needs through its input.
+ */
+export class ThreadClosureError extends SpoolError {
+	constructor(name: string, detail: string) {
+		super(
+			'SPOOL_THREAD_CLOSURE',
+			`thread '${name}': ${detail} inside the worker thread. A thread function is serialised (fn.toString()) and runs in another thread, so it cannot use variables, imports or functions from the code around it: pass what it needs through its input, and import modules inside it with await import().`,
+		)
 	}
 }
 

@@ -4,7 +4,9 @@
  */
 
 export type { JobContext } from './context.js'
-export { run, runOnce } from './durable/run.js'
+export { run, runOnce, sleep, thread } from './durable/run.js'
+export type { StepOptions, ThreadContext, ThreadLimits, ThreadOptions } from './durable/steps.js'
+export type { WaitForOptions, WaitPattern } from './durable/wait.js'
 export {
 	CancelledError,
 	ConfigError,
@@ -22,6 +24,7 @@ export {
 	StorageCorruptError,
 	StorageForeignError,
 	StorageUnavailableError,
+	ThreadClosureError,
 	ThrottledError,
 	TimeoutError,
 	UnknownJobError,

@@ -3,6 +3,8 @@
  * code; `createQueue` binds it to a storage and a worker.
  */
 import type { JobContext } from './context.js'
+import { requireRun } from './durable/current.js'
+import { jobWaitSpec, type WaitForOptions, type WaitPattern } from './durable/wait.js'
 import { ConfigError } from './errors.js'
 import { type BackoffOption, type ResolvedBackoff, resolveBackoff } from './flow/backoff.js'
 import { type CronOption, type ResolvedCron, resolveCronOption } from './flow/cron.js'
@@ -18,6 +20,7 @@ import {
 	type ThrottleSpec,
 } from './flow/limits.js'
 import { isTrigger, type Trigger } from './flow/trigger.js'
+import type { EnqueueOptions, InputArgs } from './queue.js'
 import { isStandardSchema, type StandardSchemaV1 } from './schema.js'
 import { type Duration, parseDuration } from './time.js'
 
@@ -123,6 +126,20 @@ export interface JobDefinition<Name extends string = string, Raw = unknown, In =
 	 * once, with `map(output)` as its input (the output itself without `map`).
 	 */
 	into<T = Out>(map?: (output: Out) => T): Trigger<T>
+	/**
+	 * Inside another job's handler: starts this job as a child (once, under an id derived from the
+	 * parent's id and the call's position, so replays never start it twice), suspends the parent
+	 * without holding a slot, and resolves with the child's output (or throws its final error).
+	 * Several in `Promise.all` run in parallel. Outside a handler, use `queue.jobs.x.run`.
+	 */
+	run(...args: InputArgs<Raw, EnqueueOptions>): Promise<Out>
+	/** Inside a handler: starts this job as a child, once across replays, without waiting. Resolves with its id. */
+	start(...args: InputArgs<Raw, EnqueueOptions>): Promise<string>
+	/**
+	 * Inside a handler: waits, suspended, until a run of this job whose input contains `match` (or
+	 * satisfies the predicate) completes after the wait began; resolves with its output.
+	 */
+	waitFor(match: WaitPattern<In> | ((input: In) => boolean), options?: WaitForOptions): Promise<Out>
 }
 
 type In<S> = StandardSchemaV1.InferInput<S & StandardSchemaV1>
@@ -153,15 +170,32 @@ export function createJob(
 	handler: JobHandler<unknown, unknown>,
 ): JobDefinition {
 	const runtime = resolveJob(options, handler)
+	const name = options.name
+	const outside = `Outside a handler, use queue.jobs.<key>.run/start (or queue.enqueue('${name}', ...)).`
+	const child = (wait: boolean, args: unknown[]) =>
+		requireRun(`${name}.${wait ? 'run' : 'start'}`, outside)
+			.durable()
+			.child({
+				name,
+				input: args[0],
+				options: args[1] as Record<string, unknown> | undefined,
+				wait,
+			})
 	return {
 		kind: 'spool.job',
-		name: options.name,
+		name,
 		'~runtime': runtime,
 		into: (map) => ({
 			kind: 'spool.trigger',
 			source: runtime.name,
 			map: map as ((v: unknown) => never) | undefined,
 		}),
+		run: (...args: unknown[]) => child(true, args),
+		start: (...args: unknown[]) => child(false, args) as Promise<string>,
+		waitFor: (match: unknown, opts?: WaitForOptions) =>
+			requireRun(`${name}.waitFor`, 'waitFor works only inside a job handler.')
+				.durable()
+				.waitFor(jobWaitSpec(name, match, opts)),
 	}
 }
 

@@ -3,6 +3,10 @@
  * enqueue, run, inspect, cancel, replay, close.
  */
 import type { JobContext } from './context.js'
+import { currentRun } from './durable/current.js'
+import { createLimiter, type Limiter } from './durable/steps.js'
+import { ThreadPools } from './durable/thread.js'
+import { jobWaitSpec, type WaitForOptions, type WaitPattern } from './durable/wait.js'
 import {
 	CancelledError,
 	ConfigError,
@@ -37,10 +41,10 @@ import type {
 	StepRow,
 	Storage,
 } from './storage/contract.js'
-import { isTerminal } from './storage/contract.js'
+import { isTerminal, matchesPattern } from './storage/contract.js'
 import { memory } from './storage/memory.js'
 import { type Clock, type Duration, parseDuration, systemClock } from './time.js'
-import { currentJob, type ExecutionObserver } from './worker/executor.js'
+import type { DurableServices, ExecutionObserver } from './worker/executor.js'
 import { type RuntimeErrorSource, Worker } from './worker/worker.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -219,15 +223,32 @@ export interface ClaimHandle<In> {
 /** A job bound to a queue: `queue.jobs.x`. */
 export interface BoundJob<In, Out> extends Emitter<JobEvents<Out>, JobEventMeta<In>> {
 	readonly name: string
-	/** Enqueues a run; resolves once stored, with a handle to its result. */
+	/**
+	 * Enqueues a run; resolves once stored, with a handle to its result. Inside a handler it starts
+	 * a child job, once across replays of the parent.
+	 */
 	start(...args: InputArgs<In, EnqueueOptions>): Promise<JobHandle<Out>>
-	/** Enqueues a run and resolves with its output (rejects with its final error). */
+	/**
+	 * Enqueues a run and resolves with its output (rejects with its final error), wherever it runs:
+	 * a producer-only process gets the result of a run executed by another process. Inside a
+	 * handler it is a durable child job: started once, the parent suspended until it ends.
+	 */
 	run(...args: InputArgs<In, EnqueueOptions>): Promise<Out>
 	/**
 	 * A trigger for another job's `trigger` list: each successful run of this job starts that job
 	 * once, with `map(output)` as input.
 	 */
 	into<T = Out>(map?: (output: Out) => T): Trigger<T>
+	/**
+	 * Cancels the runs of this job that have not finished and whose input contains `input` (see
+	 * `queue.cancel`). Resolves with what became of each; an empty list when none matched.
+	 */
+	cancel(input: WaitPattern<In>): Promise<(CancelOutcome & { readonly id: string })[]>
+	/**
+	 * Inside a handler: waits, suspended, until a run of this job whose input contains `match` (or
+	 * satisfies the predicate) completes; resolves with its output. `timeout` throws TimeoutError.
+	 */
+	waitFor(match: WaitPattern<In> | ((input: In) => boolean), options?: WaitForOptions): Promise<Out>
 	/** Enqueues many runs in one storage round trip. */
 	startMany(
 		items: readonly { readonly input: In; readonly options?: EnqueueOptions }[],
@@ -364,7 +385,11 @@ export interface Queue<J = Record<string, unknown>, P = Record<string, never>> e
 	}): Promise<JobList>
 	/** Counts by state, in all and per name (seed 003's getStats). */
 	getStats(name?: string): Promise<QueueStats>
-	/** Cancels a job that has not finished; an active one has its signal aborted. */
+	/**
+	 * Cancels a job that has not finished: a pending or waiting one at once; an active one has its
+	 * signal aborted and ends cancelled. Its unfinished child jobs are cancelled too. A finished job
+	 * is left as it is (`already-finished`).
+	 */
 	cancel(id: string): Promise<CancelOutcome>
 	/** Waits for a job's outcome, wherever it runs. */
 	result<N extends keyof OutputMap<J> & string>(
@@ -443,6 +468,8 @@ class QueueImpl<J, P> {
 	private readonly leaseMs: number
 	private closed = false
 	private closing: Promise<void> | null = null
+	private readonly limiters = new Map<string, Limiter>()
+	private threads: ThreadPools | null = null
 
 	constructor(options: QueueOptions<J, P>) {
 		this.logger = options.logger ?? consoleLogger()
@@ -493,7 +520,7 @@ class QueueImpl<J, P> {
 				this.assertOpen()
 				// Sent from a handler: the event's id follows from the job and the call's place in it,
 				// so a retried attempt that sends again stores no second event.
-				const ctx = currentJob.getStore()
+				const ctx = currentRun.getStore()?.ctx
 				let id: string | undefined
 				if (ctx) {
 					let counts = sendCounts.get(ctx)
@@ -569,6 +596,7 @@ class QueueImpl<J, P> {
 						reportError: (error, source) => this.reportError(error, source),
 						isPaused: () => false,
 						followUps: (job, output) => this.followUps(job, output),
+						durable: this.durableServices(),
 					},
 				)
 			: null
@@ -656,6 +684,34 @@ class QueueImpl<J, P> {
 	async listPaused(): Promise<string[]> {
 		await this.ready
 		return this.storage.listPaused()
+	}
+
+	/** What durable calls in handlers use: child jobs, step limiters, threads. */
+	private durableServices(): DurableServices {
+		return {
+			enqueueChild: async ({ name, input, options, id, parentId }) => {
+				const row = await this.prepare(
+					name,
+					input === undefined ? NO_INPUT : input,
+					{ ...(options as EnqueueOptions | undefined), id },
+					parentId,
+				)
+				const [r] = await this.insert([row], [input ?? null])
+				return r!
+			},
+			limiter: (key, limit) => {
+				let l = this.limiters.get(key)
+				if (!l) {
+					l = createLimiter(limit)
+					this.limiters.set(key, l)
+				}
+				return l
+			},
+			thread: (params) => {
+				this.threads ??= new ThreadPools()
+				return this.threads.run(params)
+			},
+		}
 	}
 
 	private reportError(error: unknown, source: RuntimeErrorSource | 'listener' | 'hook' | 'cron'): void {
@@ -803,7 +859,7 @@ class QueueImpl<J, P> {
 				throw new ConfigError(`${key} must be a string of 1 to 512 characters.`)
 			}
 		}
-		const parent = parentId === undefined ? (currentJob.getStore()?.jobId ?? null) : parentId
+		const parent = parentId === undefined ? (currentRun.getStore()?.ctx.jobId ?? null) : parentId
 		const flowInput = parsed === undefined ? null : parsed
 		return {
 			id: o.id ?? this.nextId(),
@@ -848,7 +904,7 @@ class QueueImpl<J, P> {
 		if (this.worker && results.some((r) => r.status === 'created')) {
 			this.worker.notify()
 			// Inline mode runs the work now, except from inside a handler (it would wait on itself).
-			if (this.inline && !currentJob.getStore()) await this.worker.drain()
+			if (this.inline && !currentRun.getStore()) await this.worker.drain()
 		}
 		return results
 	}
@@ -984,15 +1040,71 @@ class QueueImpl<J, P> {
 		await this.ready
 		const r = await this.storage.cancel({ id, now: this.clock.now() })
 		if (r.status === 'not-found') return r
-		if (r.status === 'finished') return { status: 'already-finished', current: r.current }
+		if (r.status === 'finished') {
+			this.logger.info(
+				{ jobId: id, status: r.current },
+				`Job ${id} is already ${r.current}: nothing to cancel.`,
+			)
+			return { status: 'already-finished', current: r.current }
+		}
 		// Stop it here if this process runs it; other processes learn at their next heartbeat.
 		const runningHere = this.worker?.cancelLocal(id) ?? false
+		const row = await this.storage.getJob({ id })
 		if (!runningHere) {
-			const row = await this.storage.getJob({ id })
+			const error = new CancelledError()
 			this.events.emit('cancelled', { id, name: row?.name ?? '' }, undefined)
-			this.settleWaiters(id, (w) => w.reject(new CancelledError()))
+			const def = row ? this.defs.get(row.name) : undefined
+			if (row && def) {
+				// No process runs it: its hooks run here, where it was cancelled.
+				const input = decodeJson(row.input)
+				const b = this.bound.get(row.name)
+				const m = { id, input, attempt: row.attempt }
+				b?.emit('cancel', error, m)
+				b?.emit('settled', { cancel: error }, m)
+				for (const hook of [
+					() => def.hooks.onCancel?.(input, error),
+					() => def.hooks.onSettled?.(input, { cancel: error }),
+				]) {
+					try {
+						await hook()
+					} catch (err) {
+						this.reportError(err, 'hook')
+					}
+				}
+			}
+			this.settleWaiters(id, (w) => w.reject(error))
 		}
+		await this.cancelChildren(id)
 		return r
+	}
+
+	/** Cancels the unfinished children of a cancelled job, and theirs. */
+	private async cancelChildren(parentId: string): Promise<void> {
+		for (const status of ['pending', 'waiting', 'active'] as const) {
+			for (;;) {
+				const page = await this.storage.listJobs({ parentId, status, limit: 100 })
+				for (const child of page.jobs) await this.cancel(child.id)
+				if (page.jobs.length < 100) break
+			}
+		}
+	}
+
+	/** Cancels the unfinished runs of a job whose input contains `pattern`. */
+	async cancelByInput(name: string, pattern: unknown): Promise<(CancelOutcome & { id: string })[]> {
+		await this.ready
+		const out: (CancelOutcome & { id: string })[] = []
+		for (const status of ['pending', 'waiting', 'active'] as const) {
+			let cursor: string | null = null
+			do {
+				const page = await this.storage.listJobs({ name, status, limit: 500, cursor })
+				for (const row of page.jobs) {
+					if (matchesPattern(pattern, decodeJson(row.input)))
+						out.push({ id: row.id, ...(await this.cancel(row.id)) })
+				}
+				cursor = page.nextCursor
+			} while (cursor)
+		}
+		return out
 	}
 
 	/** Resolves with a job's output, from a local notification or by polling the storage. */
@@ -1070,6 +1182,7 @@ class QueueImpl<J, P> {
 				// Never opened: nothing to stop.
 			}
 			await this.worker?.close(timeoutMs)
+			await this.threads?.close()
 			for (const [, set] of this.waiters) for (const w of set) w.reject(new QueueClosedError())
 			this.waiters.clear()
 			await this.storage.close()
@@ -1168,16 +1281,17 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 		}
 	}
 
-	private handle(r: EnqueueResult, row: NewJob): JobHandle<unknown> {
-		if (r.status === 'throttled') {
-			const error = new ThrottledError(this.name, row.throttle?.key ?? this.name)
-			return { id: row.id, name: this.name, status: r.status, result: () => Promise.reject(error) }
+	private handle(r: EnqueueResult, row?: NewJob): JobHandle<unknown> {
+		if (r.status === 'throttled' || r.id === null) {
+			const error = new ThrottledError(this.name, row?.throttle?.key ?? this.name)
+			return { id: row?.id ?? '', name: this.name, status: r.status, result: () => Promise.reject(error) }
 		}
+		const id = r.id
 		return {
-			id: r.id,
+			id,
 			name: this.name,
 			status: r.status,
-			result: (o) => this.queue.result(r.id, o ?? {}),
+			result: (o) => this.queue.result(id, o ?? {}),
 		}
 	}
 
@@ -1186,15 +1300,51 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 	}
 
 	async start(...args: [input?: unknown, options?: EnqueueOptions]): Promise<JobHandle<unknown>> {
+		const active = currentRun.getStore()
+		if (active) {
+			// Inside a handler: a child job, started once across replays.
+			const id = await active.durable().child<string>({
+				name: this.name,
+				input: args[0],
+				options: args[1] as Record<string, unknown> | undefined,
+				wait: false,
+			})
+			return this.handle({ status: 'created', id })
+		}
 		const input = args.length === 0 ? NO_INPUT : args[0]
 		const row = await this.queue.prepare(this.name, input, args[1])
 		const [r] = await this.queue.insert([row], [input === NO_INPUT ? null : input], args[1]?.tx)
 		return this.handle(r!, row)
 	}
 
-	async run(...args: [input?: unknown, options?: EnqueueOptions]): Promise<unknown> {
-		const h = await this.start(...args)
-		return h.result()
+	run(...args: [input?: unknown, options?: EnqueueOptions]): Promise<unknown> {
+		const active = currentRun.getStore()
+		if (active) {
+			// Inside a handler: a durable child; its index is taken now, before any await.
+			return active.durable().child({
+				name: this.name,
+				input: args[0],
+				options: args[1] as Record<string, unknown> | undefined,
+				wait: true,
+			})
+		}
+		return this.start(...args).then((h) => h.result())
+	}
+
+	cancel(input: unknown): Promise<(CancelOutcome & { id: string })[]> {
+		return this.queue.cancelByInput(this.name, input)
+	}
+
+	waitFor(match: unknown, options?: WaitForOptions): Promise<unknown> {
+		const active = currentRun.getStore()
+		if (!active) {
+			return Promise.reject(
+				new ConfigError(
+					`jobs.${this.name}.waitFor was called outside a job handler: it works only inside one.`,
+				),
+			)
+		}
+		return active.durable().waitFor(jobWaitSpec(this.name, match, options))
 	}
 
 	async startMany(

@@ -180,6 +180,11 @@ export type Outcome =
 			 * a crash can lose neither the completion without them nor them without it.
 			 */
 			readonly followUps?: readonly NewJob[]
+			/**
+			 * An event to publish in the same transaction (see `publish`), so a job waiting with
+			 * `job.waitFor` never misses a completion, even if this process dies right after.
+			 */
+			readonly event?: PublishedEvent
 	  }
 	/** The attempt failed and attempts are left: pending again at `runAt`. */
 	| {
@@ -193,13 +198,19 @@ export type Outcome =
 	| { readonly kind: 'dead'; readonly id: string; readonly token: string; readonly error: AttemptError }
 	/**
 	 * The handler waits (sleep, child jobs, an event): `waiting` with no lease. The attempt is given
-	 * back. It wakes at `wakeAt` (null: only when woken by `wake`).
+	 * back. It wakes at `wakeAt` (null: only when woken by `wake`). If one of `children` is already
+	 * terminal (or gone), or one of `waiters` already holds an event, what it waits for came while it
+	 * ran: it goes to pending at once instead (no wake-up is lost to that race).
 	 */
 	| {
 			readonly kind: 'suspended'
 			readonly id: string
 			readonly token: string
 			readonly wakeAt: number | null
+			/** Child job ids the handler waits on. */
+			readonly children?: readonly string[]
+			/** Waiter ids the handler waits on. */
+			readonly waiters?: readonly string[]
 	  }
 	/** The worker shut down before the handler finished: pending again, the attempt given back. */
 	| { readonly kind: 'released'; readonly id: string; readonly token: string }
@@ -235,10 +246,43 @@ export interface StepRow {
 	/** The user's name for the step. */
 	readonly name: string
 	readonly state: StepState
+	/**
+	 * The step's position among the durable calls of a run (0-based, in call order), used to catch
+	 * a replay that meets a different step where this one stood. Null for records without one.
+	 */
+	readonly index: number | null
 	readonly output: JsonText | null
 	readonly error: AttemptError | null
 	readonly createdAt: number
 	readonly updatedAt: number
+}
+
+/**
+ * An event sent to waiters: a job's completion (topic `job:<name>`, subject its input) or a pipe's
+ * message (topic `pipe:<name>`). `subject` is what waiters' patterns are matched against;
+ * `payload` is what they receive.
+ */
+export interface PublishedEvent {
+	readonly topic: string
+	readonly subject: JsonText
+	readonly payload: JsonText
+}
+
+/** A job waiting for events (`job.waitFor`, `pipe.waitFor`) inside its handler. */
+export interface WaiterRow {
+	/** Deterministic: the waiting job's id and the call's index. */
+	readonly id: string
+	/** The waiting job. */
+	readonly jobId: string
+	readonly topic: string
+	/**
+	 * A JSON pattern the event's subject must contain (see `matchesPattern`); null takes every
+	 * event of the topic (a predicate checks them in the handler).
+	 */
+	readonly match: JsonText | null
+	/** Payloads of the matching events received and not yet trimmed, oldest first. */
+	readonly events: readonly JsonText[]
+	readonly createdAt: number
 }
 
 /** Counts of jobs by state. */
@@ -320,7 +364,8 @@ export interface Storage {
 	/**
 	 * Moves up to `limit` due pending jobs of the given names to active under a new lease, in claim
 	 * order: priority, then runAt, then enqueue order. A pending job whose dedupe key belongs to an
-	 * active job is skipped (single-flight).
+	 * active job is skipped (single-flight). Waiting jobs of those names whose wake time has come
+	 * are woken first (so a sleeper is claimable as soon as it is due, without waiting for `reap`).
 	 */
 	claim(params: {
 		readonly names: readonly string[]
@@ -433,10 +478,56 @@ export interface Storage {
 		readonly stepId: string
 		readonly name: string
 		readonly state: StepState
+		/** The step's call index (see StepRow.index); kept from the first write. */
+		readonly index?: number | null
 		readonly output: JsonText | null
 		readonly error: AttemptError | null
 		readonly now: number
 	}): Promise<boolean>
+
+	/**
+	 * Registers a waiter, only while `token` holds its job (fencing). An existing waiter with the id
+	 * is kept as it is (idempotent across replays). Returns false if the lease is lost.
+	 */
+	addWaiter(params: {
+		readonly waiter: {
+			readonly id: string
+			readonly jobId: string
+			readonly topic: string
+			readonly match: JsonText | null
+		}
+		readonly token: string
+		readonly now: number
+	}): Promise<boolean>
+	/** A waiter with its received events, or null. */
+	getWaiter(params: { readonly id: string }): Promise<WaiterRow | null>
+	/** Drops the oldest `drop` events of a waiter (checked and not wanted), or the whole waiter. */
+	trimWaiter(params: { readonly id: string; readonly drop: number | 'all' }): Promise<void>
+	/**
+	 * Appends an event to every waiter of its topic whose pattern matches its subject, and wakes
+	 * their jobs if they are waiting. Waiters of finished jobs get nothing. Returns the job ids woken.
+	 */
+	publish(params: { readonly event: PublishedEvent; readonly now: number }): Promise<string[]>
+}
+
+/**
+ * Whether `value` contains `pattern` (PostgreSQL's jsonb `@>`): every key of a pattern object is
+ * in the value and matches recursively; every element of a pattern array matches some element of
+ * the value array; scalars are equal. `{ user: { id: 1 } }` matches
+ * `{ user: { id: 1, name: 'a' }, x: 2 }`.
+ */
+export function matchesPattern(pattern: unknown, value: unknown): boolean {
+	if (pattern === null || typeof pattern !== 'object') return pattern === value
+	if (Array.isArray(pattern)) {
+		if (!Array.isArray(value)) return false
+		return pattern.every((p) => value.some((v) => matchesPattern(p, v)))
+	}
+	if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
+	const v = value as Record<string, unknown>
+	for (const [key, p] of Object.entries(pattern as Record<string, unknown>)) {
+		if (!(key in v) || !matchesPattern(p, v[key])) return false
+	}
+	return true
 }
 
 /** Zero counts for every status. */

@@ -27,14 +27,17 @@ import {
 	type JobPage,
 	type JobRow,
 	type JobStatus,
+	matchesPattern,
 	type NewJob,
 	type Outcome,
+	type PublishedEvent,
 	type QueueStats,
 	type SettleAndClaimResult,
 	type SettleResult,
 	type StatusCounts,
 	type StepRow,
 	type Storage,
+	type WaiterRow,
 } from './contract.js'
 import { MinHeap } from './heap.js'
 
@@ -134,6 +137,12 @@ export interface MemoryJournal {
 	removed(row: Row): void
 	logged(row: Row, lines: readonly string[]): void
 	stepSaved(row: Row, step: StepRow): void
+	/** A waiter was registered. */
+	waiterAdded(waiter: WaiterRow): void
+	/** A waiter's oldest events (or the waiter) were dropped. */
+	waiterTrimmed(id: string, drop: number | 'all'): void
+	/** An event was published to the waiters of its topic (their jobs woken as replay redoes). */
+	published(event: PublishedEvent, now: number): void
 }
 
 /** Creates a memory storage. */
@@ -170,6 +179,8 @@ export class MemoryStorage implements Storage {
 	readonly meta = new Map<string, unknown>()
 	/** The last insertion sequence number given. */
 	seq = 0
+	private readonly waiters = new Map<string, WaiterRow & { events: JsonText[] }>()
+	private readonly waitersByTopic = new Map<string, Set<string>>()
 
 	constructor(options: MemoryStorageOptions) {
 		this.maxLogLines = options.maxLogLines ?? 100
@@ -424,6 +435,14 @@ export class MemoryStorage implements Storage {
 		const rows: Row[] = []
 		const skipped: HeapEntry[] = []
 		const heaps: MinHeap<HeapEntry>[] = []
+		if (this.waiting.size > 0) {
+			// Sleepers of these names whose time came are claimable now, without waiting for reap.
+			const names = new Set(params.names)
+			for (const row of [...this.waiting]) {
+				if (row.runAt <= now && names.has(row.name) && this.wakeOne(row.id, now))
+					this.journal?.woken(row, now)
+			}
+		}
 		for (const name of params.names) {
 			const q = this.queues.get(name)
 			if (!q || this.meta.has(`paused:${name}`)) continue
@@ -563,9 +582,21 @@ export class MemoryStorage implements Storage {
 		return params.outcomes.map((o) => {
 			const row = this.held(o.id, o.token)
 			if (!row) return { id: o.id, ok: false }
+			const arrived =
+				o.kind === 'suspended' &&
+				((o.children ?? []).some((id) => {
+					const child = this.rows.get(id)
+					return !child || isTerminal(child.status)
+				}) ||
+					(o.waiters ?? []).some((id) => (this.waiters.get(id)?.events.length ?? 0) > 0))
 			this.applyOutcome(row, o, now)
 			this.journal?.settled(row, o, now)
-			if (o.kind === 'completed') for (const job of o.followUps ?? []) this.insert(job, now)
+			if (o.kind === 'completed') {
+				for (const job of o.followUps ?? []) this.insert(job, now)
+				if (o.event) this.publishNow(o.event, now)
+			}
+			// What it waits for came while it ran: pending again at once.
+			if (arrived && this.wakeOne(row.id, now)) this.journal?.woken(row, now)
 			return { id: o.id, ok: true }
 		})
 	}
@@ -710,6 +741,7 @@ export class MemoryStorage implements Storage {
 	/** Deletes a job. */
 	remove(row: Row): void {
 		this.rows.delete(row.id)
+		for (const [id, w] of this.waiters) if (w.jobId === row.id) this.dropWaiter(id)
 		this.count(row.name)[row.status]--
 		if (row.idempotencyKey !== null) {
 			const key = `${row.name}\0${row.idempotencyKey}`
@@ -825,6 +857,7 @@ export class MemoryStorage implements Storage {
 		stepId: string
 		name: string
 		state: 'started' | 'completed' | 'failed'
+		index?: number | null
 		output: JsonText | null
 		error: AttemptError | null
 		now: number
@@ -838,6 +871,7 @@ export class MemoryStorage implements Storage {
 			stepId: params.stepId,
 			name: params.name,
 			state: params.state,
+			index: prior ? prior.index : (params.index ?? null),
 			output: params.output,
 			error: params.error,
 			createdAt: prior?.createdAt ?? params.now,
@@ -901,6 +935,88 @@ export class MemoryStorage implements Storage {
 				this.queueOf(row.name).delayed.push(entry)
 			}
 		}
+	}
+
+	async addWaiter(params: {
+		waiter: { id: string; jobId: string; topic: string; match: JsonText | null }
+		token: string
+		now: number
+	}): Promise<boolean> {
+		if (!this.held(params.waiter.jobId, params.token)) return false
+		if (this.waiters.has(params.waiter.id)) return true
+		const waiter = { ...params.waiter, events: [], createdAt: params.now }
+		this.applyWaiter(waiter)
+		this.journal?.waiterAdded(waiter)
+		return true
+	}
+
+	/** Registers a waiter (with the events it holds). */
+	applyWaiter(waiter: WaiterRow): void {
+		this.waiters.set(waiter.id, { ...waiter, events: [...waiter.events] })
+		let set = this.waitersByTopic.get(waiter.topic)
+		if (!set) {
+			set = new Set()
+			this.waitersByTopic.set(waiter.topic, set)
+		}
+		set.add(waiter.id)
+	}
+
+	/** Every waiter, for a snapshot. */
+	waiterRows(): IterableIterator<WaiterRow> {
+		return this.waiters.values()
+	}
+
+	async getWaiter(params: { id: string }): Promise<WaiterRow | null> {
+		const w = this.waiters.get(params.id)
+		return w ? { ...w, events: [...w.events] } : null
+	}
+
+	async trimWaiter(params: { id: string; drop: number | 'all' }): Promise<void> {
+		if (!this.waiters.has(params.id)) return
+		this.applyTrim(params.id, params.drop)
+		this.journal?.waiterTrimmed(params.id, params.drop)
+	}
+
+	/** Drops the oldest events of a waiter, or the waiter. */
+	applyTrim(id: string, drop: number | 'all'): void {
+		if (drop === 'all') this.dropWaiter(id)
+		else this.waiters.get(id)?.events.splice(0, drop)
+	}
+
+	private dropWaiter(id: string): void {
+		const w = this.waiters.get(id)
+		if (!w) return
+		this.waiters.delete(id)
+		this.waitersByTopic.get(w.topic)?.delete(id)
+	}
+
+	async publish(params: { event: PublishedEvent; now: number }): Promise<string[]> {
+		return this.publishNow(params.event, params.now)
+	}
+
+	/** Appends an event to the matching waiters and wakes their jobs; journaled as one record. */
+	publishNow(event: PublishedEvent, now: number): string[] {
+		const ids = this.waitersByTopic.get(event.topic)
+		if (!ids || ids.size === 0) return []
+		this.journal?.published(event, now)
+		return this.applyPublish(event, now)
+	}
+
+	/** Applies a published event (also on replay). */
+	applyPublish(event: PublishedEvent, now: number): string[] {
+		const ids = this.waitersByTopic.get(event.topic)
+		if (!ids || ids.size === 0) return []
+		const subject = JSON.parse(event.subject) as unknown
+		const woken: string[] = []
+		for (const id of ids) {
+			const w = this.waiters.get(id)!
+			const job = this.rows.get(w.jobId)
+			if (!job || isTerminal(job.status)) continue
+			if (w.match !== null && !matchesPattern(JSON.parse(w.match), subject)) continue
+			w.events.push(event.payload)
+			if (this.wakeOne(w.jobId, now)) woken.push(w.jobId)
+		}
+		return woken
 	}
 }
 

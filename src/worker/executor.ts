@@ -3,9 +3,17 @@
  * context, runs the handler under its timeout, catches everything, and turns what happened into
  * one outcome for the completer. It never throws.
  */
-import { AsyncLocalStorage } from 'node:async_hooks'
 import type { JobContext } from '../context.js'
-import { StepRecorder } from '../durable/steps.js'
+import { type ActiveRun, currentRun } from '../durable/current.js'
+import {
+	type DurableHost,
+	DurableRun,
+	type StepOptions,
+	type Suspender,
+	type ThreadContext,
+	type ThreadOptions,
+	type Wait,
+} from '../durable/steps.js'
 import {
 	CancelledError,
 	FatalError,
@@ -13,6 +21,7 @@ import {
 	NonDeterminismError,
 	SerializationError,
 	StepInterruptedError,
+	ThreadClosureError,
 	TimeoutError,
 	toError,
 	ValidationError,
@@ -23,10 +32,10 @@ import { decodeJson, encodeOutput, type JsonText } from '../json.js'
 import type { Logger } from '../logger.js'
 import { validate } from '../schema.js'
 import type { AttemptError, ClaimedJob, NewJob, Outcome, Storage } from '../storage/contract.js'
-import type { Clock, TimerHandle } from '../time.js'
+import type { Clock, Duration, TimerHandle } from '../time.js'
 
-/** The context of the job running in the current async scope, for the free `run` function. */
-export const currentJob = new AsyncLocalStorage<JobContext>()
+/** The queue's services for durable calls; the execution adds its own signal and log. */
+export type DurableServices = Omit<DurableHost, 'log' | 'signal'>
 
 /** What the executor tells the queue, which turns it into events and resolves waiters. */
 export interface ExecutionObserver {
@@ -55,7 +64,14 @@ export interface ExecutionDeps {
 	readonly followUps?: (job: ClaimedJob, output: unknown) => Promise<NewJob[]>
 	/** Told once the execution concluded: its outcome written (or refused) and its hooks run. */
 	readonly ended: (execution: Execution) => void
+	/** Child jobs, step limiters and threads. */
+	readonly durable: DurableServices
+	/** A job of this process suspended until `wakeAt`: look for work then. */
+	readonly wakeAt: (at: number) => void
 }
+
+/** How long a job waiting on children or events waits at most before it checks again. */
+const RECHECK_MS = 5 * 60_000
 
 /** Why the worker stopped an execution from outside. */
 export type AbortKind = 'cancelled' | 'lease-lost' | 'closing'
@@ -65,9 +81,15 @@ export type Settlement =
 	| { readonly kind: 'ok'; readonly output: unknown }
 	| { readonly kind: 'error'; readonly error: unknown; readonly fatal: boolean }
 	| { readonly kind: 'aborted'; readonly why: AbortKind; readonly error: Error }
+	| {
+			readonly kind: 'suspended'
+			readonly wakeAt: number | null
+			readonly children: string[]
+			readonly waiters: string[]
+	  }
 
 /** One running job. */
-export class Execution {
+export class Execution implements Suspender {
 	/** Made when the handler first reads `ctx.signal`: most handlers never do. */
 	private controller: AbortController | null = null
 	private abortReason: Error | null = null
@@ -81,6 +103,10 @@ export class Execution {
 	private input: unknown = undefined
 	private readonly startedAt: number
 	private afterSettle: (() => void) | null = null
+	/** Durable calls in flight, and what the handler waits for: it suspends when the first is 0. */
+	private inflight = 0
+	private readonly waits: Wait[] = []
+	private checkScheduled = false
 
 	constructor(
 		readonly job: ClaimedJob,
@@ -115,6 +141,51 @@ export class Execution {
 	abort(why: AbortKind, error: Error): void {
 		this.abortSignal(error)
 		this.resolve({ kind: 'aborted', why, error })
+	}
+
+	begin(): () => void {
+		this.inflight++
+		let ended = false
+		return () => {
+			if (ended) return
+			ended = true
+			this.inflight--
+			this.scheduleCheck()
+		}
+	}
+
+	wait(wait: Wait): Promise<never> {
+		this.waits.push(wait)
+		this.scheduleCheck()
+		return new Promise<never>(() => {})
+	}
+
+	/**
+	 * Suspends once nothing durable is in flight and something is awaited. Checked after the
+	 * microtasks of the current turn, so calls made together (Promise.all) all register first.
+	 */
+	private scheduleCheck(): void {
+		if (this.checkScheduled || this.settlement) return
+		this.checkScheduled = true
+		setImmediate(() => {
+			this.checkScheduled = false
+			if (this.settlement || this.inflight > 0 || this.waits.length === 0) return
+			let wakeAt: number | null = null
+			const children: string[] = []
+			const waiters: string[] = []
+			for (const w of this.waits) {
+				if (w.wakeAt != null && (wakeAt === null || w.wakeAt < wakeAt)) wakeAt = w.wakeAt
+				if (w.child) children.push(w.child)
+				if (w.waiter) waiters.push(w.waiter)
+			}
+			if (children.length + waiters.length > 0) {
+				// A backstop: a wake-up lost to a race between processes (a child finishing on another
+				// host at the very moment this job suspends) costs a delay, never a stuck job.
+				const recheck = this.deps.clock.now() + RECHECK_MS
+				if (wakeAt === null || recheck < wakeAt) wakeAt = recheck
+			}
+			this.resolve({ kind: 'suspended', wakeAt, children, waiters })
+		})
 	}
 
 	private resolve(s: Settlement): void {
@@ -187,7 +258,7 @@ export class Execution {
 		let result: unknown
 		try {
 			const ctx = new Context(this)
-			result = currentJob.run(ctx, this.def.handler, this.input, ctx)
+			result = currentRun.run(ctx, this.def.handler, this.input, ctx)
 		} catch (err) {
 			this.resolve({ kind: 'error', error: err, fatal: false })
 			return
@@ -220,6 +291,19 @@ export class Execution {
 				}
 				return
 			}
+			if (s.kind === 'suspended') {
+				const ok = await deps.settle({
+					kind: 'suspended',
+					id: job.id,
+					token: this.token,
+					wakeAt: s.wakeAt,
+					children: s.children,
+					waiters: s.waiters,
+				})
+				if (!ok) return this.refused()
+				if (s.wakeAt !== null) deps.wakeAt(s.wakeAt)
+				return
+			}
 			if (s.kind === 'ok') {
 				let text: JsonText
 				let output = s.output
@@ -238,8 +322,14 @@ export class Execution {
 					id: job.id,
 					token: this.token,
 					output: text,
-					remove: deps.removeOnComplete(def),
+					// A child's row stays for its retention: its parent reads the outcome from it.
+					remove: job.parentId === null && deps.removeOnComplete(def),
 					...(followUps.length > 0 ? { followUps } : {}),
+					event: {
+						topic: `job:${job.name}`,
+						subject: job.input,
+						payload: `{"input":${job.input},"output":${text}}` as JsonText,
+					},
 				})
 				if (!ok) return this.refused()
 				deps.observer.completed(job, this.input, output, now - this.startedAt)
@@ -262,6 +352,7 @@ export class Execution {
 			error instanceof StepInterruptedError ||
 			error instanceof NonDeterminismError ||
 			error instanceof ValidationError ||
+			error instanceof ThreadClosureError ||
 			error instanceof SerializationError
 		let retryAt: number | null = null
 		if (!isFatal) {
@@ -323,13 +414,13 @@ export class Execution {
  * is made on first read and kept (so `const { log } = ctx` works too), and the signal is made only
  * when read.
  */
-class Context implements JobContext {
+class Context implements JobContext, ActiveRun {
 	readonly jobId: string
 	readonly name: string
 	readonly attempt: number
 	readonly maxAttempts: number
 	readonly retryCount: number
-	private steps: StepRecorder | null = null
+	private runtime: DurableRun | null = null
 	private bound: Partial<Record<ContextMethod, (...args: never[]) => unknown>> | null = null
 
 	constructor(private readonly x: Execution) {
@@ -343,6 +434,28 @@ class Context implements JobContext {
 
 	get signal(): AbortSignal {
 		return this.x.signal
+	}
+
+	/** For the free functions and job definitions (ActiveRun): this context. */
+	get ctx(): JobContext {
+		return this
+	}
+
+	/** The durable runtime of this attempt, made on first use. */
+	durable(): DurableRun {
+		if (!this.runtime) {
+			const x = this.x
+			const log = (line: string) => this.doLog(line)
+			const host = {
+				...x.deps.durable,
+				get signal() {
+					return x.signal
+				},
+				log,
+			}
+			this.runtime = new DurableRun(x.deps.storage, x.deps.clock, host, x, x.job, x.job.lease.token)
+		}
+		return this.runtime
 	}
 
 	/** The method bound to this context, made on first read. */
@@ -368,6 +481,12 @@ class Context implements JobContext {
 	get runOnce(): JobContext['runOnce'] {
 		return this.method('runOnce', Context.prototype.doRunOnce)
 	}
+	get sleep(): JobContext['sleep'] {
+		return this.method('sleep', Context.prototype.doSleep)
+	}
+	get thread(): JobContext['thread'] {
+		return this.method('thread', Context.prototype.doThread)
+	}
 	get complete(): JobContext['complete'] {
 		return this.method('complete', Context.prototype.doComplete)
 	}
@@ -378,11 +497,6 @@ class Context implements JobContext {
 		return this.method('failFatal', Context.prototype.doFailFatal)
 	}
 
-	private recorder(): StepRecorder {
-		const { job, deps } = this.x
-		this.steps ??= new StepRecorder(deps.storage, deps.clock, job.id, job.lease.token, job.attempt)
-		return this.steps
-	}
 	private doHeartbeat(): Promise<void> {
 		return this.x.deps.heartbeat(this.x)
 	}
@@ -393,11 +507,21 @@ class Context implements JobContext {
 		x.logLines.push(line)
 		x.deps.logger.info({ jobId: x.job.id, name: x.job.name, ...fields }, message)
 	}
-	private doRun<T>(name: string, fn: () => T | Promise<T>): Promise<Awaited<T>> {
-		return this.recorder().run(name, fn)
+	private doRun<T>(step: string | StepOptions, fn: () => T | Promise<T>): Promise<Awaited<T>> {
+		return this.durable().run(step, fn)
 	}
 	private doRunOnce<T>(key: string, fn: () => T | Promise<T>): Promise<Awaited<T>> {
-		return this.recorder().runOnce(key, fn)
+		return this.durable().runOnce(key, fn)
+	}
+	private doSleep(duration: Duration): Promise<void> {
+		return this.durable().sleep(duration)
+	}
+	private doThread<I, T>(
+		step: string | ThreadOptions,
+		fn: (input: I, context: ThreadContext) => T | Promise<T>,
+		input: I,
+	): Promise<Awaited<T>> {
+		return this.durable().thread(step, fn, input)
 	}
 	private doComplete(output?: unknown): Promise<void> {
 		return this.x.explicit({ kind: 'ok', output })
@@ -410,7 +534,16 @@ class Context implements JobContext {
 	}
 }
 
-type ContextMethod = 'heartbeat' | 'log' | 'run' | 'runOnce' | 'complete' | 'fail' | 'failFatal'
+type ContextMethod =
+	| 'heartbeat'
+	| 'log'
+	| 'run'
+	| 'runOnce'
+	| 'sleep'
+	| 'thread'
+	| 'complete'
+	| 'fail'
+	| 'failFatal'
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
 	return (

@@ -18,7 +18,13 @@ import type { Logger } from '../logger.js'
 import type { ClaimedJob, ClaimRequest, NewJob, Storage } from '../storage/contract.js'
 import type { Clock, TimerHandle } from '../time.js'
 import { Completer } from './completer.js'
-import { abortErrors, Execution, type ExecutionDeps, type ExecutionObserver } from './executor.js'
+import {
+	abortErrors,
+	type DurableServices,
+	Execution,
+	type ExecutionDeps,
+	type ExecutionObserver,
+} from './executor.js'
 
 /** Where a runtime error came from. */
 export type RuntimeErrorSource = 'claim' | 'settle' | 'heartbeat' | 'reap' | 'prune' | 'result'
@@ -53,6 +59,8 @@ export interface WorkerDeps {
 	readonly isPaused: (name: string) => boolean
 	/** The jobs a successful run starts (triggers), enqueued with its completion. */
 	readonly followUps?: (job: ClaimedJob, output: unknown) => Promise<NewJob[]>
+	/** Child jobs, step limiters and threads for durable calls. */
+	readonly durable: DurableServices
 }
 
 type FetchMode = 'stopped' | 'fetching' | 'idle' | 'full' | 'backoff'
@@ -84,6 +92,8 @@ export class Worker {
 	private lastClaimFull = false
 	private unsubscribe: (() => void) | null = null
 	private claimLeaseMs = 0
+	/** The earliest wake time of a job this process suspended, and its timer. */
+	private wakeTimer: { at: number; handle: TimerHandle } | null = null
 
 	constructor(
 		private readonly settings: WorkerSettings,
@@ -121,6 +131,8 @@ export class Worker {
 			},
 			heartbeat: (e) => this.heartbeatOne(e),
 			followUps: deps.followUps,
+			durable: deps.durable,
+			wakeAt: (at) => this.wakeAt(at),
 		}
 	}
 
@@ -309,6 +321,22 @@ export class Worker {
 		} else {
 			this.checkIdle()
 		}
+	}
+
+	/** A job suspended until `at`: fetch then (the claim wakes it), instead of waiting for the poll. */
+	private wakeAt(at: number): void {
+		if (this.mode === 'stopped') return
+		if (this.wakeTimer && this.wakeTimer.at <= at) return
+		if (this.wakeTimer) this.deps.clock.clearTimeout(this.wakeTimer.handle)
+		const handle = this.deps.clock.setTimeout(
+			() => {
+				this.wakeTimer = null
+				this.notify()
+			},
+			Math.max(0, at - this.deps.clock.now()),
+		)
+		handle.unref?.()
+		this.wakeTimer = { at, handle }
 	}
 
 	/** A slot freed: refill once per turn of the event loop, so a batch's completions share one claim. */
@@ -511,9 +539,10 @@ export class Worker {
 		this.mode = 'stopped'
 		this.unsubscribe?.()
 		this.unsubscribe = null
-		for (const t of [this.pollTimer, this.heartbeatTimer, this.maintenanceTimer]) {
+		for (const t of [this.pollTimer, this.heartbeatTimer, this.maintenanceTimer, this.wakeTimer?.handle]) {
 			if (t) this.deps.clock.clearTimeout(t)
 		}
+		this.wakeTimer = null
 		this.pollTimer = this.heartbeatTimer = this.maintenanceTimer = null
 		const bounded = (p: Promise<unknown>) => {
 			let timer: ReturnType<typeof setTimeout> | undefined

@@ -3,6 +3,8 @@
  * `runConformance('sqlite', factory)`; a storage is not done until all of it passes.
  */
 import { describe } from 'vitest'
+import { durableCases } from './durable-cases.js'
+import { durableStorageCases } from './durable-storage-cases.js'
 import { flowQueueCases } from './flow-queue-cases.js'
 import { flowStorageCases } from './flow-storage-cases.js'
 import type { StorageFactory } from './harness.js'
@@ -17,5 +19,7 @@ export function runConformance(name: string, factory: StorageFactory): void {
 		describe('queue', () => queueCases(factory))
 		describe('flow: storage contract', () => flowStorageCases(factory))
 		describe('flow: queue', () => flowQueueCases(factory))
+		describe('durable storage', () => durableStorageCases(factory))
+		describe('durable execution', () => durableCases(factory))
 	})
 }

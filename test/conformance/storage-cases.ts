@@ -293,7 +293,7 @@ export function storageCases(factory: StorageFactory): void {
 				now: T0,
 			})
 			expect(await s.getJob({ id: a.id })).toMatchObject({ status: 'waiting', attempt: 0, lease: null })
-			expect(await s.claim(claimParams({ now: T0 + 2000 }))).toEqual([])
+			expect(await s.claim(claimParams({ now: T0 + 999 }))).toEqual([])
 			expect((await s.reap({ now: T0 + 999, limit: 100 })).woken).toEqual([])
 			expect((await s.reap({ now: T0 + 1000, limit: 100 })).woken).toEqual([a.id])
 			expect(await s.wake({ ids: [b.id, a.id, 'nope'], now: T0 + 1000 })).toEqual([b.id])

@@ -31,7 +31,7 @@ async function until(fn: () => Promise<boolean> | boolean, ms: number, what: str
 it('matches the committed schema snapshot', async () => {
 	const s = schema()
 	expect(await migrate({ connectionString: DATABASE_URL, schema: s })).toEqual({
-		applied: ['001_init', '002_flow'],
+		applied: ['001_init', '002_flow', '003_durable'],
 	})
 	const file = join(import.meta.dirname, 'schema.snapshot.txt')
 	const actual = await describeSchema(admin, s)
@@ -44,7 +44,9 @@ it('migrates once when many processes migrate at once (advisory lock), and again
 	const results = await Promise.all(
 		Array.from({ length: 6 }, () => migrate({ connectionString: DATABASE_URL, schema: s })),
 	)
-	expect(results.filter((r) => r.applied.length > 0)).toEqual([{ applied: ['001_init', '002_flow'] }])
+	expect(results.filter((r) => r.applied.length > 0)).toEqual([
+		{ applied: ['001_init', '002_flow', '003_durable'] },
+	])
 	expect(await migrate({ pool: admin, schema: s })).toEqual({ applied: [] })
 	// Storages opening at once with migrate: 'auto' are just as safe.
 	const s2 = schema()
@@ -52,7 +54,7 @@ it('migrates once when many processes migrate at once (advisory lock), and again
 	await Promise.all(storages.map((x) => x.open()))
 	await Promise.all(storages.map((x) => x.close()))
 	const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${s2}".migrations`)
-	expect(rows[0].n).toBe(2)
+	expect(rows[0].n).toBe(3)
 })
 
 it('refuses a schema migrated by a newer spool, and an unmigrated one with migrate: false', async () => {

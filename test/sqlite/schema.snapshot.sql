@@ -1,9 +1,11 @@
 CREATE TRIGGER spool_jobs_delete_steps AFTER DELETE ON spool_jobs BEGIN DELETE FROM spool_steps WHERE job_id = OLD.id; END;
+CREATE TRIGGER spool_jobs_delete_waiters AFTER DELETE ON spool_jobs BEGIN DELETE FROM spool_waiters WHERE job_id = OLD.id; END;
 CREATE TABLE spool_flow ( key TEXT PRIMARY KEY, state TEXT NOT NULL, until INTEGER ) WITHOUT ROWID;
 CREATE TABLE spool_jobs ( seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, input TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'waiting', 'completed', 'dead', 'cancelled')), priority INTEGER NOT NULL, run_at INTEGER NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL, lease_owner TEXT, lease_token TEXT, lease_expires_at INTEGER, dedupe_key TEXT, dedupe_scope TEXT, idempotency_key TEXT, output TEXT, errors TEXT NOT NULL DEFAULT '[]', logs TEXT NOT NULL DEFAULT '[]', parent_id TEXT, backoff TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER , concurrency_key TEXT, concurrency_limit INTEGER, concurrency_window INTEGER, concurrency_rolling INTEGER);
 CREATE TABLE spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE spool_paused ( name TEXT PRIMARY KEY, paused_at INTEGER NOT NULL ) WITHOUT ROWID;
-CREATE TABLE spool_steps ( job_id TEXT NOT NULL, step_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('started', 'completed', 'failed')), output TEXT, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (job_id, step_id) ) WITHOUT ROWID;
+CREATE TABLE spool_steps ( job_id TEXT NOT NULL, step_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('started', 'completed', 'failed')), output TEXT, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, idx INTEGER, PRIMARY KEY (job_id, step_id) ) WITHOUT ROWID;
+CREATE TABLE spool_waiters ( id TEXT PRIMARY KEY, job_id TEXT NOT NULL, topic TEXT NOT NULL, match TEXT, events TEXT NOT NULL DEFAULT '[]', created_at INTEGER NOT NULL ) WITHOUT ROWID;
 CREATE INDEX spool_jobs_claim ON spool_jobs (priority, run_at, seq) WHERE status = 'pending';
 CREATE INDEX spool_jobs_concurrency ON spool_jobs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;
 CREATE INDEX spool_jobs_dedupe ON spool_jobs (name, dedupe_key, status) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'active');
@@ -12,3 +14,5 @@ CREATE UNIQUE INDEX spool_jobs_idempotency ON spool_jobs (name, idempotency_key)
 CREATE INDEX spool_jobs_lease ON spool_jobs (lease_expires_at) WHERE status = 'active';
 CREATE INDEX spool_jobs_parent ON spool_jobs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX spool_jobs_waiting ON spool_jobs (run_at) WHERE status = 'waiting';
+CREATE INDEX spool_waiters_job ON spool_waiters (job_id);
+CREATE INDEX spool_waiters_topic ON spool_waiters (topic);

@@ -26,7 +26,7 @@ import {
 import { dirname } from 'node:path'
 import { StorageCorruptError, StorageForeignError, StorageUnavailableError } from '../../errors.js'
 import type { Logger } from '../../logger.js'
-import type { Outcome, StepRow } from '../contract.js'
+import type { Outcome, PublishedEvent, StepRow, WaiterRow } from '../contract.js'
 import { type MemoryJournal, MemoryStorage, type Row } from '../memory.js'
 import { Reader, Writer } from './codec.js'
 import { crc32 } from './crc32.js'
@@ -321,6 +321,15 @@ export class Engine implements MemoryJournal {
 	debounced(row: Row, now: number): void {
 		encode.debounced(this.begin(), row, now)
 	}
+	waiterAdded(waiter: WaiterRow): void {
+		encode.waiter(this.begin(), waiter)
+	}
+	waiterTrimmed(id: string, drop: number | 'all'): void {
+		encode.waiterTrim(this.begin(), id, drop)
+	}
+	published(event: PublishedEvent, now: number): void {
+		encode.published(this.begin(), event, now)
+	}
 
 	// ---- group commit --------------------------------------------------------------------------
 
@@ -530,6 +539,10 @@ export class Engine implements MemoryJournal {
 		}
 		for (const [key, value] of this.mem.meta) {
 			encode.meta(w, key, value)
+			if (w.pos >= SNAPSHOT_FRAME) out()
+		}
+		for (const waiter of this.mem.waiterRows()) {
+			encode.waiter(w, waiter)
 			if (w.pos >= SNAPSHOT_FRAME) out()
 		}
 		if (w.pos > FRAME_HEADER) out()

@@ -22,11 +22,13 @@ import type {
 	JobStatus,
 	NewJob,
 	Outcome,
+	PublishedEvent,
 	QueueStats,
 	SettleResult,
 	StepRow,
 	StepState,
 	Storage,
+	WaiterRow,
 } from '../contract.js'
 import { type Durability, Engine, type OpenReport } from './engine.js'
 
@@ -311,11 +313,32 @@ export class FileLogStorage implements Storage {
 		stepId: string
 		name: string
 		state: StepState
+		index?: number | null
 		output: JsonText | null
 		error: AttemptError | null
 		now: number
 	}): Promise<boolean> {
 		return this.change((e) => e.mem.saveStep(params))
+	}
+
+	addWaiter(params: {
+		waiter: { id: string; jobId: string; topic: string; match: JsonText | null }
+		token: string
+		now: number
+	}): Promise<boolean> {
+		return this.change((e) => e.mem.addWaiter(params))
+	}
+
+	getWaiter(params: { id: string }): Promise<WaiterRow | null> {
+		return this.e.mem.getWaiter(params)
+	}
+
+	trimWaiter(params: { id: string; drop: number | 'all' }): Promise<void> {
+		return this.change((e) => e.mem.trimWaiter(params))
+	}
+
+	publish(params: { event: PublishedEvent; now: number }): Promise<string[]> {
+		return this.change((e) => e.mem.publish(params))
 	}
 }
 

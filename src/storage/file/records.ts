@@ -7,7 +7,16 @@
  */
 import type { ConcurrencySpec } from '../../flow/limits.js'
 import type { JsonText } from '../../json.js'
-import type { AttemptError, DedupeScope, JobStatus, Outcome, StepRow, StepState } from '../contract.js'
+import type {
+	AttemptError,
+	DedupeScope,
+	JobStatus,
+	Outcome,
+	PublishedEvent,
+	StepRow,
+	StepState,
+	WaiterRow,
+} from '../contract.js'
 import type { MemoryStorage, Row } from '../memory.js'
 import type { Reader, Writer } from './codec.js'
 
@@ -31,6 +40,14 @@ export enum Rec {
 	Meta = 15,
 	/** A pending job took a debounced trigger's input and runAt. */
 	Debounced = 16,
+	/** A waiter (job.waitFor / pipe.waitFor) registered, with the events it holds. */
+	Waiter = 17,
+	/** A waiter's oldest events, or the waiter, dropped. */
+	WaiterTrim = 18,
+	/** An event published to waiters (their jobs woken as the replay redoes it). */
+	Published = 19,
+	/** A step's call index (follows its Step or Row record). */
+	StepIndex = 22,
 	/** First record of a snapshot: the sequence counter and how many jobs follow. */
 	Snapshot = 20,
 	/** One whole job, in a snapshot. */
@@ -205,6 +222,29 @@ export const encode = {
 		w.u8(Rec.Step)
 		w.uint(row.seq)
 		writeStep(w, step)
+		writeStepIndex(w, row, step)
+	},
+	waiter(w: Writer, waiter: WaiterRow): void {
+		w.u8(Rec.Waiter)
+		w.str(waiter.id)
+		w.str(waiter.jobId)
+		w.str(waiter.topic)
+		w.nstr(waiter.match)
+		w.num(waiter.createdAt)
+		w.uint(waiter.events.length)
+		for (const e of waiter.events) w.str(e)
+	},
+	waiterTrim(w: Writer, id: string, drop: number | 'all'): void {
+		w.u8(Rec.WaiterTrim)
+		w.str(id)
+		w.num(drop === 'all' ? -1 : drop)
+	},
+	published(w: Writer, event: PublishedEvent, now: number): void {
+		w.u8(Rec.Published)
+		w.str(event.topic)
+		w.str(event.subject)
+		w.str(event.payload)
+		w.num(now)
 	},
 	snapshot(w: Writer, seq: number, count: number): void {
 		w.u8(Rec.Snapshot)
@@ -242,7 +282,16 @@ export const encode = {
 		w.uint(steps.length)
 		for (const s of steps) writeStep(w, s)
 		writeConcurrency(w, row.concurrency)
+		for (const s of steps) writeStepIndex(w, row, s)
 	},
+}
+
+function writeStepIndex(w: Writer, row: Row, s: StepRow): void {
+	if (s.index === null) return
+	w.u8(Rec.StepIndex)
+	w.uint(row.seq)
+	w.str(s.stepId)
+	w.num(s.index)
 }
 
 function writeStep(w: Writer, s: StepRow): void {
@@ -268,7 +317,7 @@ function readStep(r: Reader, jobId: string): StepRow {
 	const error = r.u8() === 1 ? readError(r) : null
 	const createdAt = r.num()
 	const updatedAt = r.num()
-	return { jobId, stepId, name, state, output, error, createdAt, updatedAt }
+	return { jobId, stepId, name, state, index: null, output, error, createdAt, updatedAt }
 }
 
 /** Rebuilds state from records, applying each through the memory storage's own methods. */
@@ -436,6 +485,38 @@ export class Replayer {
 				case Rec.Step: {
 					const row = this.row(r, r.uint())
 					mem.applyStep(row, readStep(r, row.id))
+					break
+				}
+				case Rec.StepIndex: {
+					const row = this.row(r, r.uint())
+					const stepId = r.str()
+					const index = r.num()
+					const step = row.steps?.get(stepId) ?? r.fail(`step ${stepId} of job ${row.id} is unknown`)
+					row.steps!.set(stepId, { ...step, index })
+					break
+				}
+				case Rec.Waiter: {
+					const id = r.str()
+					const jobId = r.str()
+					const topic = r.str()
+					const match = r.nstr() as JsonText | null
+					const createdAt = r.num()
+					const events: JsonText[] = []
+					for (let i = r.uint(); i > 0; i--) events.push(r.str() as JsonText)
+					mem.applyWaiter({ id, jobId, topic, match, events, createdAt })
+					break
+				}
+				case Rec.WaiterTrim: {
+					const id = r.str()
+					const drop = r.num()
+					mem.applyTrim(id, drop === -1 ? 'all' : drop)
+					break
+				}
+				case Rec.Published: {
+					const topic = r.str()
+					const subject = r.str() as JsonText
+					const payload = r.str() as JsonText
+					mem.applyPublish({ topic, subject, payload }, r.num())
 					break
 				}
 				case Rec.Meta: {

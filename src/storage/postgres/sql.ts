@@ -45,6 +45,11 @@ export type QueryName =
 	| 'pause'
 	| 'resume'
 	| 'listPaused'
+	| 'addWaiter'
+	| 'getWaiter'
+	| 'trimWaiter'
+	| 'deleteWaiter'
+	| 'publish'
 
 /** One migration: its version (the file's number), name and SQL for a schema. */
 export interface Migration {

@@ -33,6 +33,7 @@ import {
 	type JobStatus,
 	type NewJob,
 	type Outcome,
+	type PublishedEvent,
 	type QueueStats,
 	type SettleAndClaimResult,
 	type SettleResult,
@@ -40,6 +41,7 @@ import {
 	type StepRow,
 	type StepState,
 	type Storage,
+	type WaiterRow,
 } from '../contract.js'
 import { checkin, checkout } from './connection.js'
 import { Listener } from './listener.js'
@@ -137,6 +139,7 @@ interface StepRecord {
 	step_id: string
 	name: string
 	state: StepState
+	idx: number | null
 	output: string | null
 	error: AttemptError | null
 	created_at: number
@@ -863,6 +866,7 @@ export class PostgresStorage implements Storage {
 			stepId: r.step_id,
 			name: r.name,
 			state: r.state,
+			index: r.idx,
 			output: r.output as JsonText | null,
 			error: r.error,
 			createdAt: r.created_at,
@@ -876,6 +880,7 @@ export class PostgresStorage implements Storage {
 		stepId: string
 		name: string
 		state: StepState
+		index?: number | null
 		output: JsonText | null
 		error: AttemptError | null
 		now: number
@@ -889,8 +894,63 @@ export class PostgresStorage implements Storage {
 			params.output,
 			params.error === null ? null : JSON.stringify(params.error),
 			params.now,
+			params.index ?? null,
 		])
 		return (row?.held ?? 0) > 0
+	}
+
+	async addWaiter(params: {
+		waiter: { id: string; jobId: string; topic: string; match: JsonText | null }
+		token: string
+		now: number
+	}): Promise<boolean> {
+		const w = params.waiter
+		const [row] = await this.q<{ held: number }>('addWaiter', [
+			w.id,
+			w.jobId,
+			params.token,
+			w.topic,
+			w.match,
+			params.now,
+		])
+		return (row?.held ?? 0) > 0
+	}
+
+	async getWaiter(params: { id: string }): Promise<WaiterRow | null> {
+		const [r] = await this.q<{
+			id: string
+			job_id: string
+			topic: string
+			match: string | null
+			events: string
+			created_at: number
+		}>('getWaiter', [params.id])
+		if (!r) return null
+		return {
+			id: r.id,
+			jobId: r.job_id,
+			topic: r.topic,
+			// jsonb text is normalized (spaces after ':' and ','): hand back compact JSON.
+			match: r.match === null ? null : (JSON.stringify(JSON.parse(r.match)) as JsonText),
+			events: (JSON.parse(r.events) as unknown[]).map((e) => JSON.stringify(e) as JsonText),
+			createdAt: r.created_at,
+		}
+	}
+
+	async trimWaiter(params: { id: string; drop: number | 'all' }): Promise<void> {
+		if (params.drop === 'all') await this.q('deleteWaiter', [params.id])
+		else await this.q('trimWaiter', [params.id, params.drop])
+	}
+
+	async publish(params: { event: PublishedEvent; now: number }): Promise<string[]> {
+		const { event } = params
+		const rows = await this.q<{ id: string }>('publish', [
+			event.topic,
+			event.subject,
+			event.payload,
+			params.now,
+		])
+		return rows.map((r) => r.id)
 	}
 }
 
@@ -922,13 +982,31 @@ function toKeyedRecord(j: NewJob) {
 function toOutcomeRecord(o: Outcome) {
 	switch (o.kind) {
 		case 'completed':
-			return { id: o.id, token: o.token, kind: o.kind, output: o.output, remove: o.remove === true }
+			return {
+				id: o.id,
+				token: o.token,
+				kind: o.kind,
+				output: o.output,
+				remove: o.remove === true,
+				event_topic: o.event?.topic ?? null,
+				// Spliced as JSON values, not strings: json_to_recordset reads them as jsonb.
+				event_subject: o.event ? JSON.parse(o.event.subject) : null,
+				event_payload: o.event ? JSON.parse(o.event.payload) : null,
+			}
 		case 'retry':
 			return { id: o.id, token: o.token, kind: o.kind, error: o.error, run_at: o.runAt, remove: false }
 		case 'dead':
 			return { id: o.id, token: o.token, kind: o.kind, error: o.error, remove: false }
 		case 'suspended':
-			return { id: o.id, token: o.token, kind: o.kind, run_at: o.wakeAt ?? NEVER, remove: false }
+			return {
+				id: o.id,
+				token: o.token,
+				kind: o.kind,
+				run_at: o.wakeAt ?? NEVER,
+				remove: false,
+				children: o.children ?? [],
+				waiters: o.waiters ?? [],
+			}
 		case 'released':
 			return { id: o.id, token: o.token, kind: o.kind, remove: false }
 	}

@@ -6,7 +6,7 @@
  */
 
 /** The newest schema version this code knows. A file with a newer one is refused. */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 /** Migration N brings the schema from version N-1 to N. */
 export const MIGRATIONS: readonly string[] = [
@@ -91,5 +91,26 @@ CREATE TABLE spool_paused (
   name TEXT PRIMARY KEY,
   paused_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+`,
+	// 3: durable execution: step call indexes (non-determinism checks) and waiters (waitFor).
+	`
+ALTER TABLE spool_steps ADD COLUMN idx INTEGER;
+
+CREATE TABLE spool_waiters (
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  match TEXT,
+  events TEXT NOT NULL DEFAULT '[]',
+  created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX spool_waiters_topic ON spool_waiters (topic);
+CREATE INDEX spool_waiters_job ON spool_waiters (job_id);
+
+-- A job's waiters go with it.
+CREATE TRIGGER spool_jobs_delete_waiters AFTER DELETE ON spool_jobs
+BEGIN
+  DELETE FROM spool_waiters WHERE job_id = OLD.id;
+END;
 `,
 ]

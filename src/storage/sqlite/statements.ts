@@ -42,10 +42,21 @@ export interface StepRecord {
 	step_id: string
 	name: string
 	state: StepState
+	idx: number | null
 	output: string | null
 	error: string | null
 	created_at: number
 	updated_at: number
+}
+
+/** A row of spool_waiters. */
+export interface WaiterRecord {
+	id: string
+	job_id: string
+	topic: string
+	match: string | null
+	events: string
+	created_at: number
 }
 
 const CLEAR_LEASE = 'lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL'
@@ -176,10 +187,32 @@ export const SQL = {
 	getSteps: 'SELECT * FROM spool_steps WHERE job_id = ? ORDER BY seq',
 	/** ? = job id, token */
 	holds: "SELECT 1 FROM spool_jobs WHERE id = ? AND status = 'active' AND lease_token = ?",
-	saveStep: `INSERT INTO spool_steps (job_id, step_id, seq, name, state, output, error, created_at, updated_at)
+	saveStep: `INSERT INTO spool_steps (job_id, step_id, seq, name, state, idx, output, error, created_at, updated_at)
 		VALUES (@job_id, @step_id, (SELECT coalesce(max(seq), 0) + 1 FROM spool_steps WHERE job_id = @job_id),
-			@name, @state, @output, @error, @now, @now)
+			@name, @state, @idx, @output, @error, @now, @now)
 		ON CONFLICT (job_id, step_id) DO UPDATE SET state = excluded.state, output = excluded.output,
 			error = excluded.error, updated_at = excluded.updated_at
 		WHERE spool_steps.state != 'completed'`,
+	/** Due waiting jobs of the names (a JSON array) to pending, before a claim. */
+	wakeDueNames: `UPDATE spool_jobs SET status = 'pending', run_at = @now, updated_at = @now
+		WHERE status = 'waiting' AND run_at <= @now AND name IN (SELECT value FROM json_each(@names))`,
+	/** A suspend whose awaited child already finished (or is gone) or whose waiter holds an event. */
+	arrived: `SELECT 1 WHERE EXISTS (
+			SELECT 1 FROM json_each(@children) AS c
+			WHERE NOT EXISTS (SELECT 1 FROM spool_jobs WHERE id = c.value
+				AND status IN ('pending', 'active', 'waiting')))
+		OR EXISTS (SELECT 1 FROM spool_waiters WHERE id IN (SELECT value FROM json_each(@waiters))
+			AND events != '[]')`,
+	addWaiter: `INSERT INTO spool_waiters (id, job_id, topic, match, events, created_at)
+		VALUES (@id, @job_id, @topic, @match, '[]', @now) ON CONFLICT (id) DO NOTHING`,
+	/** ? = id */
+	getWaiter: 'SELECT * FROM spool_waiters WHERE id = ?',
+	/** ? = events (JSON array), id */
+	setWaiterEvents: 'UPDATE spool_waiters SET events = ? WHERE id = ?',
+	/** ? = id */
+	deleteWaiter: 'DELETE FROM spool_waiters WHERE id = ?',
+	/** ? = topic: waiters of live jobs. */
+	waitersOf: `SELECT w.id, w.job_id, w.match, w.events FROM spool_waiters AS w
+		JOIN spool_jobs AS j ON j.id = w.job_id
+		WHERE w.topic = ? AND j.status IN ('pending', 'active', 'waiting')`,
 } as const

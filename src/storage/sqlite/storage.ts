@@ -38,8 +38,10 @@ import {
 	type JobPage,
 	type JobRow,
 	type JobStatus,
+	matchesPattern,
 	type NewJob,
 	type Outcome,
+	type PublishedEvent,
 	type QueueStats,
 	type SettleAndClaimResult,
 	type SettleResult,
@@ -47,9 +49,10 @@ import {
 	type StepRow,
 	type StepState,
 	type Storage,
+	type WaiterRow,
 } from '../contract.js'
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js'
-import { type JobRecord, SQL, type StepRecord } from './statements.js'
+import { type JobRecord, SQL, type StepRecord, type WaiterRecord } from './statements.js'
 
 /** Options of the SQLite storage. */
 export interface SqliteStorageOptions {
@@ -306,6 +309,8 @@ export class SqliteStorage implements Storage {
 		const token = createLeaseToken()
 		const expiresAt = now + params.leaseMs
 		const s = this.s
+		// Sleepers of these names whose time came are claimable now, without waiting for reap.
+		s.wakeDueNames.run({ names: JSON.stringify(params.names), now })
 		const rows: JobRecord[] = []
 		// Passes: each takes at most one job per concurrency key, so the counts the candidate
 		// query saw stay true; a key with room for more is seen again by the next pass.
@@ -463,6 +468,7 @@ export class SqliteStorage implements Storage {
 					parent = (o.remove ? s.completeDelete : s.complete).get(
 						o.remove ? { id: o.id, token: o.token } : { id: o.id, token: o.token, output: o.output, now },
 					) as { parent_id: string | null } | undefined
+					if (parent && o.event) this.publishIn(o.event, now)
 					break
 				case 'retry':
 					parent = s.retry.get({
@@ -479,13 +485,20 @@ export class SqliteStorage implements Storage {
 						| { parent_id: string | null }
 						| undefined
 					break
-				case 'suspended':
-					return {
-						id: o.id,
-						ok:
-							s.suspend.run({ id: o.id, token: o.token, run_at: o.wakeAt ?? Number.MAX_SAFE_INTEGER, now })
-								.changes === 1,
-					}
+				case 'suspended': {
+					const arrived =
+						(o.children?.length || o.waiters?.length) &&
+						s.arrived.get({
+							children: JSON.stringify(o.children ?? []),
+							waiters: JSON.stringify(o.waiters ?? []),
+						}) !== undefined
+					const ok =
+						s.suspend.run({ id: o.id, token: o.token, run_at: o.wakeAt ?? Number.MAX_SAFE_INTEGER, now })
+							.changes === 1
+					// What it waits for came while it ran: pending again at once.
+					if (ok && arrived) s.wake.run({ id: o.id, now })
+					return { id: o.id, ok }
+				}
 				case 'released':
 					return { id: o.id, ok: s.release.run({ id: o.id, token: o.token, now }).changes === 1 }
 			}
@@ -648,6 +661,7 @@ export class SqliteStorage implements Storage {
 			stepId: r.step_id,
 			name: r.name,
 			state: r.state,
+			index: r.idx,
 			output: r.output as JsonText | null,
 			error: r.error === null ? null : (JSON.parse(r.error) as AttemptError),
 			createdAt: r.created_at,
@@ -661,6 +675,7 @@ export class SqliteStorage implements Storage {
 		stepId: string
 		name: string
 		state: StepState
+		index?: number | null
 		output: JsonText | null
 		error: AttemptError | null
 		now: number
@@ -673,12 +688,75 @@ export class SqliteStorage implements Storage {
 				step_id: params.stepId,
 				name: params.name,
 				state: params.state,
+				idx: params.index ?? null,
 				output: params.output,
 				error: params.error === null ? null : JSON.stringify(params.error),
 				now: params.now,
 			})
 			return true
 		})
+	}
+
+	async addWaiter(params: {
+		waiter: { id: string; jobId: string; topic: string; match: JsonText | null }
+		token: string
+		now: number
+	}): Promise<boolean> {
+		return this.write(() => {
+			const s = this.s
+			if (!s.holds.get(params.waiter.jobId, params.token)) return false
+			const w = params.waiter
+			s.addWaiter.run({ id: w.id, job_id: w.jobId, topic: w.topic, match: w.match, now: params.now })
+			return true
+		})
+	}
+
+	async getWaiter(params: { id: string }): Promise<WaiterRow | null> {
+		const r = this.read(() => this.s.getWaiter.get(params.id) as WaiterRecord | undefined)
+		if (!r) return null
+		return {
+			id: r.id,
+			jobId: r.job_id,
+			topic: r.topic,
+			match: r.match as JsonText | null,
+			events: (JSON.parse(r.events) as unknown[]).map((e) => JSON.stringify(e) as JsonText),
+			createdAt: r.created_at,
+		}
+	}
+
+	async trimWaiter(params: { id: string; drop: number | 'all' }): Promise<void> {
+		this.write(() => {
+			const s = this.s
+			if (params.drop === 'all') {
+				s.deleteWaiter.run(params.id)
+				return
+			}
+			const r = s.getWaiter.get(params.id) as WaiterRecord | undefined
+			if (!r) return
+			const events = JSON.parse(r.events) as unknown[]
+			s.setWaiterEvents.run(JSON.stringify(events.slice(params.drop)), params.id)
+		})
+	}
+
+	async publish(params: { event: PublishedEvent; now: number }): Promise<string[]> {
+		return this.write(() => this.publishIn(params.event, params.now))
+	}
+
+	/** Appends an event to the matching waiters and wakes their jobs; inside a write transaction. */
+	private publishIn(event: PublishedEvent, now: number): string[] {
+		const s = this.s
+		const waiters = s.waitersOf.all(event.topic) as Pick<WaiterRecord, 'id' | 'job_id' | 'match' | 'events'>[]
+		if (waiters.length === 0) return []
+		const subject = JSON.parse(event.subject) as unknown
+		const woken: string[] = []
+		for (const w of waiters) {
+			if (w.match !== null && !matchesPattern(JSON.parse(w.match), subject)) continue
+			const events = JSON.parse(w.events) as unknown[]
+			events.push(JSON.parse(event.payload))
+			s.setWaiterEvents.run(JSON.stringify(events), w.id)
+			if (s.wake.run({ id: w.job_id, now }).changes === 1) woken.push(w.job_id)
+		}
+		return woken
 	}
 }
 

@@ -41,9 +41,11 @@ SELECT status, id FROM {{schema}}.enqueue_one($1, $2, $3, $4, $5, $6, $7, $8, $9
 -- params: $1 names text[], $2 owner text, $3 token text, $4 expires bigint, $5 now bigint, $6 limit integer
 -- Due pending jobs of the names in claim order, skipping those locked by another claimer, those of
 -- paused names and those whose dedupe key an active job holds (single-flight), moved to active
--- under the lease. Jobs with a concurrency key are claimed by claimKeyed instead.
-WITH c AS (
-  SELECT seq FROM {{schema}}.jobs j
+-- under the lease. Jobs with a concurrency key are claimed by claimKeyed instead. Waiting jobs of
+-- the names whose wake time came (durable sleep) are claimed too, as if pending (keyed ones are
+-- left for the reaper to wake, so their limit is kept).
+WITH p AS (
+  SELECT seq, priority, run_at FROM {{schema}}.jobs j
   WHERE status = 'pending' AND run_at <= $5 AND name = ANY($1::text[]) AND concurrency_key IS NULL
     AND NOT EXISTS (SELECT 1 FROM {{schema}}.paused p WHERE p.name = j.name)
     AND (dedupe_key IS NULL OR NOT EXISTS (
@@ -52,6 +54,17 @@ WITH c AS (
   ORDER BY priority, run_at, seq
   LIMIT $6
   FOR UPDATE SKIP LOCKED
+), w AS (
+  SELECT seq, priority, run_at FROM {{schema}}.jobs j
+  WHERE status = 'waiting' AND run_at <= $5 AND name = ANY($1::text[]) AND concurrency_key IS NULL
+    AND NOT EXISTS (SELECT 1 FROM {{schema}}.paused p WHERE p.name = j.name)
+  ORDER BY run_at
+  LIMIT $6
+  FOR UPDATE SKIP LOCKED
+), c AS (
+  SELECT seq FROM (SELECT * FROM p UNION ALL SELECT * FROM w) AS due
+  ORDER BY priority, run_at, seq
+  LIMIT $6
 )
 UPDATE {{schema}}.jobs AS j SET status = 'active', attempt = j.attempt + 1, lease_owner = $2,
   lease_token = $3, lease_expires_at = $4, started_at = $5, updated_at = $5
@@ -173,12 +186,16 @@ WHERE j.id = l.id AND j.status = 'active' AND j.lease_token = l.token
 RETURNING j.id;
 
 -- name: settle
--- params: $1 outcomes json (array of {id, token, kind, output, error, run_at, remove}), $2 now bigint
+-- params: $1 outcomes json (array of {id, token, kind, output, error, run_at, remove, children, waiters, event_topic, event_subject, event_payload}), $2 now bigint
 -- Applies outcomes, each only while its token holds the job (fencing), and wakes the waiting
--- parents of jobs that reached a terminal state. Returns the ids applied.
+-- parents of jobs that reached a terminal state. A suspension whose awaited child is already
+-- terminal (or gone), or whose waiter already holds an event, goes to pending instead. A
+-- completion's event is appended to the matching waiters of live jobs, which are woken.
+-- Returns the ids applied.
 WITH o AS (
   SELECT * FROM json_to_recordset($1::json) AS o(id text, token text, kind text, output text, error jsonb,
-    run_at bigint, remove boolean)
+    run_at bigint, remove boolean, children jsonb, waiters jsonb, event_topic text, event_subject jsonb,
+    event_payload jsonb)
 ), removed AS (
   DELETE FROM {{schema}}.jobs AS j USING o
   WHERE o.kind = 'completed' AND o.remove AND j.id = o.id AND j.status = 'active' AND j.lease_token = o.token
@@ -186,15 +203,24 @@ WITH o AS (
 ), changed AS (
   UPDATE {{schema}}.jobs AS j SET
     status = CASE o.kind WHEN 'completed' THEN 'completed' WHEN 'dead' THEN 'dead'
-      WHEN 'suspended' THEN 'waiting' ELSE 'pending' END,
+      WHEN 'suspended' THEN CASE WHEN a.arrived THEN 'pending' ELSE 'waiting' END ELSE 'pending' END,
     attempt = CASE WHEN o.kind IN ('suspended', 'released') THEN j.attempt - 1 ELSE j.attempt END,
     output = CASE WHEN o.kind = 'completed' THEN o.output ELSE j.output END,
     errors = CASE WHEN o.kind IN ('retry', 'dead') THEN j.errors || jsonb_build_array(o.error) ELSE j.errors END,
-    run_at = CASE o.kind WHEN 'retry' THEN o.run_at WHEN 'suspended' THEN o.run_at WHEN 'released' THEN $2
+    run_at = CASE o.kind WHEN 'retry' THEN o.run_at
+      WHEN 'suspended' THEN CASE WHEN a.arrived THEN $2 ELSE o.run_at END WHEN 'released' THEN $2
       ELSE j.run_at END,
     finished_at = CASE WHEN o.kind IN ('completed', 'dead') THEN $2 ELSE j.finished_at END,
     updated_at = $2, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-  FROM o
+  FROM o CROSS JOIN LATERAL (
+    SELECT o.kind = 'suspended' AND (
+      EXISTS (SELECT 1 FROM jsonb_array_elements_text(coalesce(o.children, '[]')) AS c(id)
+        WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.jobs x WHERE x.id = c.id
+          AND x.status IN ('pending', 'active', 'waiting')))
+      OR EXISTS (SELECT 1 FROM {{schema}}.waiters w
+        WHERE w.id IN (SELECT jsonb_array_elements_text(coalesce(o.waiters, '[]'))) AND w.events <> '[]'::jsonb)
+    ) AS arrived
+  ) AS a
   WHERE NOT (o.kind = 'completed' AND o.remove) AND j.id = o.id AND j.status = 'active'
     AND j.lease_token = o.token
   RETURNING j.id, j.parent_id, o.kind
@@ -205,6 +231,24 @@ WITH o AS (
 ), woken AS (
   UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $2, updated_at = $2
   FROM parents WHERE p.id = parents.parent_id AND p.status = 'waiting'
+  RETURNING p.id
+), ev AS (
+  SELECT o.event_topic AS topic, o.event_subject AS subject, o.event_payload AS payload
+  FROM o WHERE o.kind = 'completed' AND o.event_topic IS NOT NULL
+    AND o.id IN (SELECT id FROM removed UNION ALL SELECT id FROM changed)
+), received AS (
+  SELECT w.id, w.job_id, jsonb_agg(ev.payload) AS payloads
+  FROM {{schema}}.waiters w JOIN ev ON w.topic = ev.topic AND (w.match IS NULL OR ev.subject @> w.match)
+  JOIN {{schema}}.jobs wj ON wj.id = w.job_id AND wj.status IN ('pending', 'active', 'waiting')
+  GROUP BY w.id, w.job_id
+), published AS (
+  UPDATE {{schema}}.waiters AS w SET events = w.events || r.payloads
+  FROM received r WHERE w.id = r.id
+  RETURNING w.job_id
+), signalled AS (
+  UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $2, updated_at = $2
+  WHERE p.id IN (SELECT job_id FROM received) AND p.status = 'waiting'
+    AND p.id NOT IN (SELECT id FROM woken)
   RETURNING p.id
 )
 SELECT id FROM removed UNION ALL SELECT id FROM changed;
@@ -326,18 +370,61 @@ GROUP BY name, status;
 SELECT * FROM {{schema}}.steps WHERE job_id = $1 ORDER BY seq;
 
 -- name: saveStep
--- params: $1 job_id, $2 token, $3 step_id, $4 name, $5 state, $6 output, $7 error jsonb, $8 now bigint
+-- params: $1 job_id, $2 token, $3 step_id, $4 name, $5 state, $6 output, $7 error jsonb, $8 now bigint, $9 idx integer
 -- Records a step only while the token holds the job; a completed step is final. Returns held = 1
 -- when the lease holds.
 WITH held AS (
   SELECT id FROM {{schema}}.jobs WHERE id = $1 AND status = 'active' AND lease_token = $2 FOR SHARE
 ), saved AS (
-  INSERT INTO {{schema}}.steps AS s (job_id, step_id, seq, name, state, output, error, created_at, updated_at)
+  INSERT INTO {{schema}}.steps AS s (job_id, step_id, seq, name, state, output, error, created_at, updated_at, idx)
   SELECT held.id, $3, (SELECT coalesce(max(x.seq), 0) + 1 FROM {{schema}}.steps x WHERE x.job_id = $1),
-    $4, $5, $6, $7::jsonb, $8, $8
+    $4, $5, $6, $7::jsonb, $8, $8, $9::integer
   FROM held
   ON CONFLICT (job_id, step_id) DO UPDATE SET state = excluded.state, output = excluded.output,
     error = excluded.error, updated_at = excluded.updated_at
   WHERE s.state <> 'completed'
 )
 SELECT count(*)::integer AS held FROM held;
+
+-- name: addWaiter
+-- params: $1 id, $2 job_id, $3 token, $4 topic, $5 match jsonb, $6 now bigint
+-- Registers a waiter only while the token holds its job; an existing one is kept. Returns held = 1
+-- when the lease holds.
+WITH held AS (
+  SELECT id FROM {{schema}}.jobs WHERE id = $2 AND status = 'active' AND lease_token = $3 FOR SHARE
+), added AS (
+  INSERT INTO {{schema}}.waiters (id, job_id, topic, match, events, created_at)
+  SELECT $1, held.id, $4, $5::jsonb, '[]'::jsonb, $6 FROM held
+  ON CONFLICT (id) DO NOTHING
+)
+SELECT count(*)::integer AS held FROM held;
+
+-- name: getWaiter
+-- params: $1 id
+SELECT id, job_id, topic, match::text AS match, events::text AS events, created_at
+FROM {{schema}}.waiters WHERE id = $1;
+
+-- name: trimWaiter
+-- params: $1 id, $2 drop integer: drops the oldest $2 events.
+UPDATE {{schema}}.waiters AS w SET events = coalesce((
+  SELECT jsonb_agg(t.e ORDER BY t.n) FROM jsonb_array_elements(w.events) WITH ORDINALITY AS t(e, n)
+  WHERE t.n > $2), '[]'::jsonb)
+WHERE w.id = $1;
+
+-- name: deleteWaiter
+-- params: $1 id
+DELETE FROM {{schema}}.waiters WHERE id = $1;
+
+-- name: publish
+-- params: $1 topic, $2 subject jsonb, $3 payload jsonb, $4 now bigint
+-- Appends an event to the matching waiters of live jobs and wakes those waiting. Returns the woken.
+WITH received AS (
+  UPDATE {{schema}}.waiters AS w SET events = w.events || jsonb_build_array($3::jsonb)
+  FROM {{schema}}.jobs wj
+  WHERE w.topic = $1 AND (w.match IS NULL OR $2::jsonb @> w.match)
+    AND wj.id = w.job_id AND wj.status IN ('pending', 'active', 'waiting')
+  RETURNING w.job_id
+)
+UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $4, updated_at = $4
+WHERE p.id IN (SELECT job_id FROM received) AND p.status = 'waiting'
+RETURNING p.id;
