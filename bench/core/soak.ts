@@ -65,7 +65,7 @@ const q = queue as unknown as {
 	waiters: Sized
 	worker: {
 		running: Sized
-		finished: Sized
+		live: Sized
 		adopted: Sized
 		completer: { buffer: unknown[]; logs: Sized }
 	}
@@ -83,7 +83,7 @@ for (const nq of s.queues.values()) heapEntries += nq.ready.size + nq.delayed.si
 const leftovers = {
 	'queue.waiters': q.waiters.size,
 	'worker.running': q.worker.running.size,
-	'worker.finished': q.worker.finished.size,
+	'worker.live': q.worker.live.size,
 	'worker.adopted': q.worker.adopted.size,
 	'completer.buffer': q.worker.completer.buffer.length,
 	'completer.logs': q.worker.completer.logs.size,
