@@ -515,6 +515,8 @@ export interface ThreadOptions extends StepOptions, ThreadLimits {}
 export interface ThreadContext {
 	/** Writes a line to the job's log (sent back when the function returns). */
 	log(message: string): void
+	/** The worker thread's id (never 0, the main thread's). */
+	readonly threadId: number
 }
 
 interface ResolvedStep {

@@ -14,6 +14,7 @@ import type { ThreadLimits } from './steps.js'
 
 /** The code each thread runs: rebuild the function from its source, call it, report what happened. */
 const WORKER_SOURCE = `'use strict'
+const { threadId } = require('node:worker_threads')
 module.exports = async function spoolThread({ source, input }) {
 	const logs = []
 	let fn
@@ -24,7 +25,7 @@ module.exports = async function spoolThread({ source, input }) {
 	}
 	if (typeof fn !== 'function') return { kind: 'syntax', message: 'the source is not a function', logs }
 	try {
-		const value = await fn(input, { log: (m) => logs.push(String(m)) })
+		const value = await fn(input, { log: (m) => logs.push(String(m)), threadId })
 		return { kind: 'ok', value: value === undefined ? null : value, logs }
 	} catch (err) {
 		const e = err instanceof Error ? err : new Error(String(err))
