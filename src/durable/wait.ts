@@ -50,8 +50,15 @@ export function jobWaitSpec(name: string, match: unknown, options?: WaitForOptio
 	}
 }
 
-/** Waiting for a message on pipe `name` that matches; resolves with the message. */
-export function pipeWaitSpec(name: string, match: unknown, options?: WaitForOptions): WaitForSpec<unknown> {
-	const what = `pipe '${name}'`
-	return { ...common(match, options, what), topic: `pipe:${name}`, subject: (p) => p, result: (p) => p, what }
+/**
+ * Waiting for a message on pipe `name` that matches; resolves with the message. A pipe's messages
+ * are stored as runs of its internal job `jobName`, so a message is a completion of that job.
+ */
+export function pipeWaitSpec(
+	name: string,
+	jobName: string,
+	match: unknown,
+	options?: WaitForOptions,
+): WaitForSpec<unknown> {
+	return { ...jobWaitSpec(jobName, match, options), what: `pipe '${name}'` }
 }

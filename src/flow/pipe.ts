@@ -5,6 +5,8 @@
  * same transaction (see trigger.ts). So once `send` resolved, each listening job starts exactly
  * once for the event, even if the sender crashes right after.
  */
+import { requireRun } from '../durable/current.js'
+import { pipeWaitSpec, type WaitForOptions, type WaitPattern } from '../durable/wait.js'
 import { ConfigError } from '../errors.js'
 import { isStandardSchema, type StandardSchemaV1 } from '../schema.js'
 import type { Trigger } from './trigger.js'
@@ -40,6 +42,12 @@ export interface PipeDefinition<Name extends string = string, Raw = unknown, Dat
 	send(data: Raw): Promise<void>
 	/** A trigger for a job's `trigger` list: each event starts that job with `map(data)` as input. */
 	into<T = Data>(map?: (data: Data) => T): Trigger<T>
+	/**
+	 * Inside a job handler: waits, suspended (no slot, no lease), until a message that contains
+	 * `match` (or satisfies the predicate) is sent after the wait began; resolves with it.
+	 * `timeout` throws a TimeoutError.
+	 */
+	waitFor(match: WaitPattern<Raw> | ((data: Raw) => boolean), options?: WaitForOptions): Promise<Data>
 }
 
 /** The options of createPipe. */
@@ -94,6 +102,10 @@ export function createPipe(options: PipeOptions<string, unknown>): PipeDefinitio
 			source: runtime.jobName,
 			map: map as ((v: never) => never) | undefined,
 		}),
+		waitFor: (match, opts) =>
+			requireRun(`pipe '${name}'.waitFor`, 'waitFor works only inside a job handler.')
+				.durable()
+				.waitFor(pipeWaitSpec(name, runtime.jobName, match, opts)) as Promise<never>,
 	}
 }
 
