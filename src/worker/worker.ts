@@ -107,7 +107,7 @@ export class Worker {
 			this.claimsWithSettle
 				? { take: () => this.takeClaim(), give: (claimed, request) => this.gotClaim(claimed, request) }
 				: null,
-			() => this.release(),
+			() => this.written(),
 		)
 		const completedRemoved = new Map<string, boolean>()
 		this.executionDeps = {
@@ -340,6 +340,16 @@ export class Worker {
 	}
 
 	/** A slot freed: refill once per turn of the event loop, so a batch's completions share one claim. */
+	/**
+	 * A write settled outcomes without claiming (retries due now, woken parents may be claimable). A
+	 * claim under way on another connection may have taken its snapshot before that commit and miss
+	 * them: have the loop look once more rather than go idle until the poll.
+	 */
+	private written(): void {
+		if (this.mode === 'fetching') this.wakeRequested = true
+		this.release()
+	}
+
 	private release(): void {
 		if (this.refillScheduled) return
 		this.refillScheduled = true
