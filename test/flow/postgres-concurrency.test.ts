@@ -31,8 +31,8 @@ it('a per-key limit of 1 is never exceeded across 4 processes', async () => {
 	const children = Array.from({ length: 4 }, () => startChild(WORKER, [schema, dir]))
 	try {
 		await Promise.all(children.map((c) => printed(c, 'ready')))
-		const users = ['a', 'b', 'c', 'd', 'e']
-		const perUser = 30
+		const users = Array.from({ length: 16 }, (_, i) => `u${i}`)
+		const perUser = 10
 		// Interleaved, so every claim batch holds several jobs of each key.
 		await producer.enqueueMany(
 			Array.from({ length: perUser * users.length }, (_, i) => ({
@@ -59,9 +59,10 @@ it('a per-key limit of 1 is never exceeded across 4 processes', async () => {
 					throw new Error(`two runs of user ${user} overlapped: ${JSON.stringify([mine[i - 1], mine[i]])}`)
 				}
 			}
-			// The key's runs were spread over processes, not pinned to one.
-			expect(new Set(mine.map((r) => r.pid)).size).toBeGreaterThan(1)
 		}
+		// Several processes took part, so the limit was held between processes, not inside one. (One
+		// key's runs may well stay in one process: a worker that settles a run claims the next at once.)
+		expect(new Set(runs.map((r) => r.pid)).size).toBeGreaterThan(1)
 		// Different keys did run at the same time: the limit is per key, not global.
 		const sorted = [...runs].sort((x, y) => x.start - y.start)
 		let parallel = 0
