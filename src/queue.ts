@@ -123,6 +123,13 @@ export interface WorkerOptions {
 	readonly lease?: Duration
 	/** The most jobs one claim takes. Default 100. */
 	readonly batchSize?: number
+	/**
+	 * Jobs to claim ahead of free slots, held leased (and heartbeated) by this process and started
+	 * as slots free, so a slot never waits for a storage round trip. Default 0. Worth setting on
+	 * PostgreSQL under load (e.g. 10x concurrency): claimed-ahead jobs show as `active` and other
+	 * processes cannot take them until this one gives them back (on close) or dies (lease expiry).
+	 */
+	readonly prefetch?: number
 	/** How often the reaper looks for jobs of lost workers and wakes sleeping ones. Default 1s. */
 	readonly maintenanceInterval?: Duration
 	/**
@@ -572,12 +579,17 @@ class QueueImpl<J, P> {
 		if (!(Number.isInteger(batchSize) && batchSize >= 1)) {
 			throw new ConfigError(`worker.batchSize must be a whole number >= 1, got ${batchSize}.`)
 		}
+		const prefetch = workerOpts.prefetch ?? 0
+		if (!(Number.isInteger(prefetch) && prefetch >= 0)) {
+			throw new ConfigError(`worker.prefetch must be a whole number >= 0, got ${prefetch}.`)
+		}
 		const runWorker = options.worker !== false && this.defs.size > 0
 		this.worker = runWorker
 			? new Worker(
 					{
 						concurrency,
 						batchSize,
+						prefetch,
 						pollIntervalMs: this.pollIntervalMs,
 						leaseMs: this.leaseMs,
 						maintenanceIntervalMs: parseDuration(

@@ -35,6 +35,8 @@ export interface WorkerSettings {
 	readonly concurrency: number
 	/** The most jobs one claim takes. */
 	readonly batchSize: number
+	/** Jobs claimed ahead of free slots, held (and heartbeated) until a slot frees. 0: none. */
+	readonly prefetch: number
 	/** How often to look for jobs enqueued by other processes. */
 	readonly pollIntervalMs: number
 	/** The lease of a claim, for jobs that do not set their own. */
@@ -71,6 +73,8 @@ export class Worker {
 	private mode: FetchMode = 'stopped'
 	/** Executions holding a slot: from launch until they hand their outcome to the completer. */
 	private readonly running = new Map<string, Execution>()
+	/** Claimed ahead (`prefetch`): leased to this process, started in order as slots free. */
+	private buffered: ClaimedJob[] = []
 	/** Every execution not yet concluded (outcome written, hooks run): heartbeated, awaited by close. */
 	private readonly live = new Map<string, Execution>()
 	private liveWaiters: (() => void)[] = []
@@ -176,13 +180,13 @@ export class Worker {
 		this.mode = 'fetching'
 		for (;;) {
 			this.wakeRequested = false
-			const free = this.settings.concurrency - this.running.size
-			if (free <= 0) {
+			const room = this.room()
+			if (room <= 0) {
 				this.mode = 'full'
 				return
 			}
 			const names = this.claimNames()
-			const limit = Math.min(free, this.settings.batchSize)
+			const limit = Math.min(room, this.settings.batchSize)
 			let claimed: ClaimedJob[]
 			try {
 				claimed =
@@ -214,7 +218,7 @@ export class Worker {
 				}
 				return
 			}
-			for (const job of claimed) this.launch(job)
+			for (const job of claimed) this.accept(job)
 			this.lastClaimFull = claimed.length === limit
 			if (claimed.length === limit || this.wakeRequested) continue
 			break
@@ -249,8 +253,8 @@ export class Worker {
 			return null
 		}
 		if (this.mode !== 'full' && this.mode !== 'idle') return null
-		const free = this.settings.concurrency - this.running.size
-		if (free <= 0) return null
+		const room = this.room()
+		if (room <= 0) return null
 		const names = this.claimNames()
 		if (names.length === 0) return null
 		if (this.pollTimer) {
@@ -262,7 +266,7 @@ export class Worker {
 		return {
 			names,
 			owner: this.owner,
-			limit: Math.min(free, this.settings.batchSize),
+			limit: Math.min(room, this.settings.batchSize),
 			leaseMs: this.claimLeaseMs,
 		}
 	}
@@ -281,10 +285,30 @@ export class Worker {
 			void this.fetch()
 			return
 		}
-		for (const job of claimed) this.launch(job)
+		for (const job of claimed) this.accept(job)
 		this.lastClaimFull = claimed.length === request.limit
 		if (claimed.length === request.limit || this.wakeRequested) void this.fetch()
 		else this.goIdle()
+	}
+
+	/** How many more jobs a claim may take: free slots, plus the prefetch buffer's free places. */
+	private room(): number {
+		return this.settings.concurrency - this.running.size + this.settings.prefetch - this.buffered.length
+	}
+
+	/** A claimed job: start it if a slot is free and none is queued before it, else buffer it. */
+	private accept(job: ClaimedJob): void {
+		if (this.buffered.length === 0 && this.running.size < this.settings.concurrency) this.launch(job)
+		else this.buffered.push(job)
+	}
+
+	/** Starts buffered jobs, in claim order, into free slots. */
+	private pump(): void {
+		if (this.mode === 'stopped') return
+		while (this.buffered.length > 0 && this.running.size < this.settings.concurrency) {
+			const job = this.buffered.shift()
+			if (job) this.launch(job)
+		}
 	}
 
 	private launch(job: ClaimedJob): void {
@@ -306,6 +330,7 @@ export class Worker {
 	 */
 	private vacate(id: string): void {
 		if (!this.running.delete(id)) return
+		if (this.buffered.length > 0) queueMicrotask(() => this.pump())
 		if (!this.claimsWithSettle) this.release()
 	}
 
@@ -317,6 +342,7 @@ export class Worker {
 		if (this.running.get(id) === execution) {
 			// Ended without an outcome to write (lease lost, cancelled): the slot frees here.
 			this.running.delete(id)
+			this.pump()
 			this.release()
 		} else {
 			this.checkIdle()
@@ -361,7 +387,8 @@ export class Worker {
 	}
 
 	private checkIdle(): void {
-		if (this.mode === 'fetching' || this.live.size > 0 || this.completer.backlog > 0) return
+		if (this.mode === 'fetching' || this.live.size > 0 || this.buffered.length > 0) return
+		if (this.completer.backlog > 0) return
 		if (this.mode === 'full' || this.lastClaimFull || this.refillScheduled) return
 		const waiters = this.idleWaiters
 		this.idleWaiters = []
@@ -383,8 +410,17 @@ export class Worker {
 	/** Stops an execution of this process (the job was cancelled here). */
 	cancelLocal(id: string): boolean {
 		const execution = this.live.get(id)
-		if (!execution) return false
+		if (!execution) return this.unbuffer(id)
 		execution.abort('cancelled', abortErrors.cancelled())
+		return true
+	}
+
+	/** Drops a buffered job whose lease is gone (cancelled, or lost); true if it was buffered. */
+	private unbuffer(id: string): boolean {
+		const at = this.buffered.findIndex((job) => job.id === id)
+		if (at < 0) return false
+		this.buffered.splice(at, 1)
+		this.release()
 		return true
 	}
 
@@ -454,6 +490,7 @@ export class Worker {
 		for (const e of this.live.values()) add(this.leaseOf(e.def), e.job.id, e.token)
 		for (const job of this.adopted.values())
 			add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
+		for (const job of this.buffered) add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
 		for (const [leaseMs, leases] of byLease) {
 			try {
 				const lost = await this.deps.storage.heartbeat({ leases, leaseMs, now: this.deps.clock.now() })
@@ -479,7 +516,10 @@ export class Worker {
 	/** A lease is gone: cancelled by someone, or expired and taken over. Stop the handler. */
 	private async onLost(id: string): Promise<void> {
 		const execution = this.live.get(id)
-		if (!execution) return
+		if (!execution) {
+			this.unbuffer(id)
+			return
+		}
 		let cancelled = false
 		try {
 			cancelled = (await this.deps.storage.getJob({ id }))?.status === 'cancelled'
@@ -554,6 +594,10 @@ export class Worker {
 		}
 		this.wakeTimer = null
 		this.pollTimer = this.heartbeatTimer = this.maintenanceTimer = null
+		// Jobs claimed ahead never started: give them back without counting an attempt.
+		for (const job of this.buffered.splice(0)) {
+			void this.completer.add({ kind: 'released', id: job.id, token: job.lease.token })
+		}
 		const bounded = (p: Promise<unknown>) => {
 			let timer: ReturnType<typeof setTimeout> | undefined
 			return Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]).finally(() =>

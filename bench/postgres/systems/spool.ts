@@ -70,6 +70,8 @@ export const spool: System = {
 			jobs: { noop: job(onJob) },
 			storage: storage(),
 			concurrency,
+			// BENCH_SPOOL_PREFETCH=n claims n jobs ahead of free slots (worker.prefetch; default 0).
+			worker: { prefetch: Number(process.env.BENCH_SPOOL_PREFETCH ?? 0) },
 			logger: silentLogger,
 		})
 		await queue.ready

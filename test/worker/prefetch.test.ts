@@ -1,0 +1,136 @@
+/**
+ * `worker.prefetch`: jobs claimed ahead of free slots. Every job still runs once; claimed-ahead jobs
+ * are heartbeated while they wait (a lease shorter than their wait does not get them reaped and run
+ * twice); close gives them back without counting an attempt. On real SQLite files and PostgreSQL.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { z } from 'zod'
+import { createJob, createQueue, silentLogger } from '../../src/index.js'
+import type { Storage } from '../../src/storage/contract.js'
+import { migrate, postgres } from '../../src/storage/postgres/index.js'
+import { sqlite } from '../../src/storage/sqlite/index.js'
+import { adminPool, DATABASE_URL, freshSchema } from '../postgres/helpers.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'spool-prefetch-'))
+const admin = adminPool()
+const schemas: string[] = []
+afterAll(async () => {
+	for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+	await admin.end()
+	rmSync(dir, { recursive: true, force: true })
+})
+
+const storages: [string, () => Promise<() => Storage>][] = [
+	[
+		'sqlite',
+		async () => {
+			const path = join(dir, `${Math.random().toString(36).slice(2)}.db`)
+			return () => sqlite({ path })
+		},
+	],
+	[
+		'postgres',
+		async () => {
+			const schema = freshSchema('prefetch')
+			schemas.push(schema)
+			await migrate({ pool: admin, schema })
+			return () => postgres({ connectionString: DATABASE_URL, schema, poolSize: 3 })
+		},
+	],
+]
+
+const input = z.object({ n: z.number() })
+
+describe.each(storages)('prefetch on %s', (_name, open) => {
+	it('runs every job once, in slots no wider than the concurrency', async () => {
+		const storage = await open()
+		const runs = new Map<number, number>()
+		let running = 0
+		let widest = 0
+		const work = createJob({ name: 'work', input }, async ({ n }) => {
+			running++
+			widest = Math.max(widest, running)
+			runs.set(n, (runs.get(n) ?? 0) + 1)
+			await new Promise((r) => setImmediate(r))
+			running--
+		})
+		const queue = createQueue({
+			jobs: { work },
+			storage: storage(),
+			logger: silentLogger,
+			worker: { concurrency: 4, prefetch: 40, pollInterval: '20ms' },
+		})
+		await queue.jobs.work.startMany(Array.from({ length: 600 }, (_, n) => ({ input: { n } })))
+		await queue.drain()
+		expect(runs.size).toBe(600)
+		expect([...runs.values()].every((c) => c === 1)).toBe(true)
+		expect(widest).toBeLessThanOrEqual(4)
+		expect((await queue.getStats()).total.completed).toBe(600)
+		await queue.close()
+	})
+
+	it('heartbeats jobs waiting in the buffer, so a short lease does not get them run twice', async () => {
+		const storage = await open()
+		const runs = new Map<number, number>()
+		const slow = createJob({ name: 'slow', input }, async ({ n }) => {
+			runs.set(n, (runs.get(n) ?? 0) + 1)
+			await new Promise((r) => setTimeout(r, 60))
+		})
+		const queue = createQueue({
+			jobs: { slow },
+			storage: storage(),
+			logger: silentLogger,
+			worker: {
+				concurrency: 1,
+				prefetch: 10,
+				lease: '300ms',
+				maintenanceInterval: '50ms',
+				pollInterval: '20ms',
+			},
+		})
+		// The last of 11 waits ~600 ms in the buffer: twice its lease.
+		await queue.jobs.slow.startMany(Array.from({ length: 11 }, (_, n) => ({ input: { n } })))
+		await queue.drain()
+		expect([...runs.entries()].sort((a, b) => a[0] - b[0])).toEqual(
+			Array.from({ length: 11 }, (_, n) => [n, 1]),
+		)
+		const page = await queue.listJobs({ name: 'slow', limit: 20 })
+		expect(page.jobs.every((j) => j.status === 'completed' && j.attempt === 1)).toBe(true)
+		await queue.close()
+	})
+
+	it('close gives claimed-ahead jobs back without counting an attempt', async () => {
+		const storage = await open()
+		let started = 0
+		const gate = createJob({ name: 'gate', input }, async () => {
+			started++
+			await new Promise((r) => setTimeout(r, 100))
+		})
+		const first = createQueue({
+			jobs: { gate },
+			storage: storage(),
+			logger: silentLogger,
+			worker: { concurrency: 1, prefetch: 20, pollInterval: '20ms' },
+		})
+		await first.jobs.gate.startMany(Array.from({ length: 15 }, (_, n) => ({ input: { n } })))
+		while (started === 0) await new Promise((r) => setTimeout(r, 5))
+		await first.close({ timeout: '5s' })
+
+		const second = createQueue({ jobs: { gate }, storage: storage(), logger: silentLogger, worker: false })
+		const stats = (await second.getStats()).total
+		expect(stats.active).toBe(0)
+		expect(stats.completed + stats.pending).toBe(15)
+		expect(stats.pending).toBeGreaterThan(0)
+		const left = await second.listJobs({ name: 'gate', status: 'pending', limit: 20 })
+		expect(left.jobs.every((j) => j.attempt === 0)).toBe(true)
+		await second.close()
+
+		const third = createQueue({ jobs: { gate }, storage: storage(), logger: silentLogger })
+		await third.drain()
+		expect((await third.getStats()).total.completed).toBe(15)
+		await third.close()
+	})
+})
