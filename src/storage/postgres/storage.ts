@@ -83,8 +83,7 @@ export interface PostgresStorageOptions {
 const TYPES = {
 	getTypeParser(oid: number, format?: string) {
 		if (oid === 20) return Number
-		// biome-ignore lint/suspicious/noExplicitAny: pg's own typing of getTypeParser's format
-		return pg.types.getTypeParser(oid, format as any)
+		return format === 'binary' ? pg.types.getTypeParser(oid, 'binary') : pg.types.getTypeParser(oid, 'text')
 	},
 }
 
