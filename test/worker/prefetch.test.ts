@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { createJob, createQueue, silentLogger } from '../../src/index.js'
+import { ConfigError, createJob, createQueue, silentLogger } from '../../src/index.js'
 import type { Storage } from '../../src/storage/contract.js'
 import { migrate, postgres } from '../../src/storage/postgres/index.js'
 import { sqlite } from '../../src/storage/sqlite/index.js'
@@ -133,4 +133,13 @@ describe.each(storages)('prefetch on %s', (_name, open) => {
 		expect((await third.getStats()).total.completed).toBe(15)
 		await third.close()
 	})
+})
+
+it('refuses a prefetch that is not a whole number >= 0 with a ConfigError', () => {
+	const noop = createJob({ name: 'noop' }, async () => {})
+	for (const prefetch of [-1, 1.5, Number.NaN]) {
+		expect(() => createQueue({ jobs: { noop }, logger: silentLogger, worker: { prefetch } })).toThrow(
+			ConfigError,
+		)
+	}
 })
