@@ -10,15 +10,24 @@ export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127
 /** The Redis server BullMQ's default backend runs on. */
 export const REDIS = { host: '127.0.0.1', port: 6379 }
 
-/** The connection string of database `name` on the benchmark's server. */
+/**
+ * `BENCH_DB_SUFFIX=_me` appends `_me` to every database name (and BullMQ's Redis prefix), so two
+ * benchmark runs on one server at once (several sessions on one machine) do not drop each other's
+ * databases mid-run.
+ */
+export const DB_SUFFIX = process.env.BENCH_DB_SUFFIX ?? ''
+if (!/^[a-z0-9_]*$/.test(DB_SUFFIX)) throw new Error(`BENCH_DB_SUFFIX must be [a-z0-9_]*, got ${DB_SUFFIX}`)
+
+/** The connection string of database `name` (plus BENCH_DB_SUFFIX) on the benchmark's server. */
 export function databaseUrl(name: string): string {
 	const url = new URL(DATABASE_URL)
-	url.pathname = `/${name}`
+	url.pathname = `/${name}${DB_SUFFIX}`
 	return url.toString()
 }
 
 /** Drops and recreates database `name` (closing anyone still connected), so a run starts empty. */
-export async function resetDatabase(name: string): Promise<void> {
+export async function resetDatabase(base: string): Promise<void> {
+	const name = `${base}${DB_SUFFIX}`
 	if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database name ${name}`)
 	const client = new pg.Client({ connectionString: databaseUrl('postgres') })
 	await client.connect()

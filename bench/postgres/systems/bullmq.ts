@@ -6,6 +6,7 @@
 import { createPostgresBackend, Queue, Worker, withBackend } from 'bullmq'
 import {
 	type Consumer,
+	DB_SUFFIX,
 	databaseUrl,
 	JOB_NAME,
 	type Payload,
@@ -15,7 +16,7 @@ import {
 	type System,
 } from '../common.js'
 
-const PREFIX = 'spoolbench'
+const PREFIX = `spoolbench${DB_SUFFIX}`
 const redisConnection = { ...REDIS, maxRetriesPerRequest: null }
 
 /** BullMQ 6.7 on Redis. */
