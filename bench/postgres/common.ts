@@ -29,7 +29,9 @@ export function databaseUrl(name: string): string {
 export async function resetDatabase(base: string): Promise<void> {
 	const name = `${base}${DB_SUFFIX}`
 	if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database name ${name}`)
-	const client = new pg.Client({ connectionString: databaseUrl('postgres') })
+	const admin = new URL(DATABASE_URL)
+	admin.pathname = '/postgres'
+	const client = new pg.Client({ connectionString: admin.toString() })
 	await client.connect()
 	try {
 		await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)

@@ -71,7 +71,10 @@ export const spool: System = {
 			storage: storage(),
 			concurrency,
 			// BENCH_SPOOL_PREFETCH=n claims n jobs ahead of free slots (worker.prefetch; default 0).
-			worker: { prefetch: Number(process.env.BENCH_SPOOL_PREFETCH ?? 0) },
+			worker: {
+				prefetch: Number(process.env.BENCH_SPOOL_PREFETCH ?? 0),
+				...(process.env.BENCH_SPOOL_BATCH ? { batchSize: Number(process.env.BENCH_SPOOL_BATCH) } : {}),
+			},
 			logger: silentLogger,
 		})
 		await queue.ready
