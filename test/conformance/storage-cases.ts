@@ -86,6 +86,19 @@ export function storageCases(factory: StorageFactory): void {
 			])
 		})
 
+		it('creates the new jobs of a batch that also holds a known id', async () => {
+			const a = newJob()
+			await s.enqueue({ jobs: [a], now: T0 })
+			const b = newJob()
+			const c = newJob()
+			expect(await s.enqueue({ jobs: [b, newJob({ id: a.id }), c], now: T0 })).toEqual([
+				{ status: 'created', id: b.id },
+				{ status: 'existing', id: a.id },
+				{ status: 'created', id: c.id },
+			])
+			expect((await s.getStats({})).total.pending).toBe(3)
+		})
+
 		it('applies keys within one batch too', async () => {
 			const results = await s.enqueue({
 				jobs: [

@@ -12,6 +12,7 @@ const DIR = fileURLToPath(new URL('./sql/', import.meta.url))
 /** The names of the statements in queries.sql. */
 export type QueryName =
 	| 'insertMany'
+	| 'insertManyFresh'
 	| 'enqueueKeyed'
 	| 'enqueueClaimed'
 	| 'claim'

@@ -310,11 +310,20 @@ export class PostgresStorage implements Storage {
 			}
 		}
 		if (!tx && needsTransaction(jobs)) return this.transaction((r) => this.enqueueWith(r, jobs, now))
-		return this.enqueueWith(run, jobs, now)
+		return this.enqueueWith(run, jobs, now, !tx)
 	}
 
-	/** Enqueues on one connection; jobs with flow options need it to be inside a transaction. */
-	private async enqueueWith(run: Runner, jobs: readonly NewJob[], now: number): Promise<EnqueueResult[]> {
+	/**
+	 * Enqueues on one connection; jobs with flow options need it to be inside a transaction.
+	 * `autocommit`: each statement runs on its own (the pool, no transaction), so one that fails
+	 * undoes nothing else and may be retried another way.
+	 */
+	private async enqueueWith(
+		run: Runner,
+		jobs: readonly NewJob[],
+		now: number,
+		autocommit = false,
+	): Promise<EnqueueResult[]> {
 		if (needsTransaction(jobs)) {
 			const out: EnqueueResult[] = []
 			for (const job of jobs) out.push(await this.enqueueFlow(run, job, now))
@@ -323,25 +332,17 @@ export class PostgresStorage implements Storage {
 		const keyed = jobs.some((j) => j.idempotencyKey !== null || j.dedupeKey !== null)
 		const ids = new Set(jobs.map((j) => j.id))
 		if (!keyed && ids.size === jobs.length) {
-			const rows = await run<{ id: string }>('insertMany', [
-				JSON.stringify(
-					jobs.map((j) => ({
-						id: j.id,
-						name: j.name,
-						input: j.input,
-						priority: j.priority,
-						run_at: j.runAt,
-						max_attempts: j.maxAttempts,
-						parent_id: j.parentId,
-						backoff: j.backoff,
-						concurrency_key: j.concurrency?.key ?? null,
-						concurrency_limit: j.concurrency?.limit ?? null,
-						concurrency_window: j.concurrency?.windowMs ?? null,
-						concurrency_rolling: j.concurrency ? j.concurrency.rolling : null,
-					})),
-				),
-				now,
-			])
+			const values = insertValues(jobs, now)
+			if (autocommit) {
+				try {
+					await run('insertManyFresh', values)
+					return jobs.map((j) => ({ status: 'created', id: j.id }))
+				} catch (err) {
+					// An id that exists already: the statement inserted nothing; insertMany sorts it out.
+					if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err
+				}
+			}
+			const rows = await run<{ id: string }>('insertMany', values)
 			const created = new Set(rows.map((r) => r.id))
 			// No keys: a job not inserted had an id that exists already.
 			return jobs.map((j) => ({ status: created.has(j.id) ? 'created' : 'existing', id: j.id }))
@@ -960,6 +961,68 @@ function needsTransaction(jobs: readonly NewJob[]): boolean {
 			Boolean(j.throttle || j.debounce || j.tick) ||
 			(j.concurrency != null && (j.idempotencyKey !== null || j.dedupeKey !== null)),
 	)
+}
+
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = '23505'
+
+/**
+ * The parameters of insertMany and insertManyFresh: the jobs' fields as parallel arrays. A column
+ * that is null in every job goes as a null array (unnest pads it with nulls), which spares
+ * building, sending and parsing an array of nulls.
+ */
+function insertValues(jobs: readonly NewJob[], now: number): unknown[] {
+	const n = jobs.length
+	const ids = new Array<string>(n)
+	const names = new Array<string>(n)
+	const inputs = new Array<string>(n)
+	const priorities = new Array<number>(n)
+	const runAts = new Array<number>(n)
+	const maxAttempts = new Array<number>(n)
+	const parentIds = new Array<string | null>(n)
+	const backoffs = new Array<string | null>(n)
+	const keys = new Array<string | null>(n)
+	const limits = new Array<number | null>(n)
+	const windows = new Array<number | null>(n)
+	const rollings = new Array<boolean | null>(n)
+	let anyParent = false
+	let anyBackoff = false
+	let anyConcurrency = false
+	for (let i = 0; i < n; i++) {
+		const j = jobs[i]!
+		ids[i] = j.id
+		names[i] = j.name
+		inputs[i] = j.input
+		priorities[i] = j.priority
+		runAts[i] = j.runAt
+		maxAttempts[i] = j.maxAttempts
+		parentIds[i] = j.parentId
+		anyParent ||= j.parentId !== null
+		backoffs[i] = j.backoff
+		anyBackoff ||= j.backoff !== null
+		const c = j.concurrency
+		keys[i] = c?.key ?? null
+		limits[i] = c?.limit ?? null
+		windows[i] = c?.windowMs ?? null
+		rollings[i] = c ? c.rolling : null
+		anyConcurrency ||= c != null
+	}
+	const ifAny = <T>(any: boolean, column: T[]): T[] | null => (any ? column : null)
+	return [
+		ids,
+		names,
+		inputs,
+		priorities,
+		runAts,
+		maxAttempts,
+		ifAny(anyParent, parentIds),
+		ifAny(anyBackoff, backoffs),
+		ifAny(anyConcurrency, keys),
+		ifAny(anyConcurrency, limits),
+		ifAny(anyConcurrency, windows),
+		ifAny(anyConcurrency, rollings),
+		now,
+	]
 }
 
 function toKeyedRecord(j: NewJob) {

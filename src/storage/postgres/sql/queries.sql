@@ -3,21 +3,38 @@
 -- A header gives the query's name and its parameters in order.
 
 -- name: insertMany
--- params: $1 jobs json (array of {id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_*}), $2 now bigint
--- The bulk enqueue of jobs without keys: one statement for any number of jobs. An id that exists
--- already is left alone (its job is the enqueue's result).
+-- params: $1 ids text[], $2 names text[], $3 inputs text[], $4 priorities integer[], $5 run_ats bigint[], $6 max_attempts integer[], $7 parent_ids text[], $8 backoffs text[], $9 concurrency_keys text[], $10 concurrency_limits integer[], $11 concurrency_windows bigint[], $12 concurrency_rollings boolean[], $13 now bigint
+-- The bulk enqueue of jobs without keys: one statement for any number of jobs, their fields as
+-- parallel arrays (array_in parses them far faster than json_to_recordset). An id that exists
+-- already is left alone (its job is the enqueue's result); the ids inserted come back.
 INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
   concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling, created_at, updated_at)
 SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
-  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling, $2, $2
-FROM ROWS FROM (json_to_recordset($1::json) AS (id text, name text, input text, priority integer,
-  run_at bigint, max_attempts integer, parent_id text, backoff text, concurrency_key text,
-  concurrency_limit integer, concurrency_window bigint, concurrency_rolling boolean)) WITH ORDINALITY
+  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling, $13, $13
+FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::integer[], $7::text[],
+  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[]) WITH ORDINALITY
   AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_key,
     concurrency_limit, concurrency_window, concurrency_rolling, n)
 ORDER BY t.n
 ON CONFLICT DO NOTHING
 RETURNING id;
+
+-- name: insertManyFresh
+-- params: as insertMany
+-- insertMany outside any transaction, betting that every id is new (spool makes ids; a given id
+-- rarely exists): a plain INSERT, without ON CONFLICT's speculative insertion into each unique
+-- index (a quarter of the server's time for 20,000 jobs). If an id exists after all, the statement
+-- fails whole (unique_violation: nothing inserted, and in autocommit nothing else is undone) and
+-- the storage runs insertMany instead. Every job is created, so nothing comes back.
+INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
+  concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling, created_at, updated_at)
+SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
+  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling, $13, $13
+FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::integer[], $7::text[],
+  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[]) WITH ORDINALITY
+  AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_key,
+    concurrency_limit, concurrency_window, concurrency_rolling, n)
+ORDER BY t.n;
 
 -- name: enqueueKeyed
 -- params: $1 jobs json (array of NewJob fields in snake_case), $2 now bigint
