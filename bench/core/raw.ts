@@ -11,7 +11,7 @@ import { SqliteStorage } from '../../src/storage/sqlite/storage.js'
 import { rate } from './util.js'
 
 /** A spool schema in a fresh file, opened raw. */
-async function openRaw(path: string, synchronous: 'FULL' | 'NORMAL'): Promise<Database.Database> {
+async function openRaw(path: string, synchronous: 'FULL' | 'NORMAL' | 'OFF'): Promise<Database.Database> {
 	const storage = new SqliteStorage({ path })
 	await storage.open()
 	await storage.close()
@@ -82,15 +82,15 @@ export async function rawEnqueueBulk(path: string, jobs: number, batch: number):
 }
 
 /**
- * Processes `jobs` pending jobs `concurrency` at a time: claim up to `concurrency` in one
- * transaction, complete them all in another, repeat. Two commits (two fsyncs) per batch, as a
- * worker at that concurrency does at best.
+ * Processes `jobs` pending jobs `concurrency` at a time, as spool's worker does with
+ * `settleAndClaim` at best: one transaction (one commit, one fsync) completes the last batch and
+ * claims the next (spool's wake-up of due sleepers, then its one-statement claim), repeat.
  */
 export async function rawProcess(
 	path: string,
 	jobs: number,
 	concurrency: number,
-	synchronous: 'FULL' | 'NORMAL' = 'FULL',
+	synchronous: 'FULL' | 'NORMAL' | 'OFF' = 'FULL',
 ): Promise<number> {
 	const db = await openRaw(path, synchronous)
 	const insert = db.prepare(SQL.insert)
@@ -99,29 +99,29 @@ export async function rawProcess(
 	db.transaction(() => {
 		for (let i = 0; i < jobs; i++) insert.run(row(nextId(), now0))
 	}).immediate()
-	const claim = db.prepare(SQL.claim)
+	const wake = db.prepare(SQL.wakeDueNames)
+	const claim = db.prepare(SQL.claimFast)
 	const complete = db.prepare(SQL.complete)
 	const names = JSON.stringify(['noop'])
-	const claimBatch = db.transaction(
-		(now: number) =>
-			claim.all({
-				names,
-				owner: 'raw',
-				token: createLeaseToken(),
-				expires: now + 30_000,
-				now,
-				limit: concurrency,
-			}) as { id: string; lease_token: string }[],
-	)
-	const completeBatch = db.transaction((rows: { id: string; lease_token: string }[], now: number) => {
-		for (const r of rows) complete.get({ id: r.id, token: r.lease_token, output: 'null', now })
+	type Claimed = { id: string; lease_token: string }
+	const completeAndClaim = db.transaction((done: Claimed[], now: number) => {
+		for (const r of done) complete.get({ id: r.id, token: r.lease_token, output: 'null', now })
+		wake.run({ names, now })
+		return claim.all({
+			names,
+			owner: 'raw',
+			token: createLeaseToken(),
+			expires: now + 30_000,
+			now,
+			limit: concurrency,
+		}) as Claimed[]
 	})
 	const t0 = performance.now()
 	let done = 0
+	let rows: Claimed[] = []
 	for (;;) {
-		const rows = claimBatch.immediate(Date.now())
+		rows = completeAndClaim.immediate(rows, Date.now())
 		if (rows.length === 0) break
-		completeBatch.immediate(rows, Date.now())
 		done += rows.length
 	}
 	const ms = performance.now() - t0

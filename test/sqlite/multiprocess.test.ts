@@ -49,9 +49,10 @@ async function enqueueAll(n: number): Promise<string[]> {
 }
 
 it('three processes on one SQLite file run every job exactly once', async () => {
-	const ids = await enqueueAll(3000)
 	const children = [0, 1, 2].map(() => startChild(WORKER, [db, dir, '10', '30000']))
 	await Promise.all(children.map((c) => printed(c, 'ready')))
+	// Enqueued once all three are up, so a process slow to start still finds work to share.
+	const ids = await enqueueAll(3000)
 	await until(
 		async () => (await producer.getStats()).total.completed === ids.length,
 		60_000,

@@ -36,6 +36,25 @@ export interface JobRecord {
 	finished_at: number | null
 }
 
+/** The columns of a claimed job (statements' CLAIMED). */
+export type ClaimedRecord = Pick<
+	JobRecord,
+	| 'seq'
+	| 'id'
+	| 'name'
+	| 'input'
+	| 'attempt'
+	| 'max_attempts'
+	| 'priority'
+	| 'parent_id'
+	| 'backoff'
+	| 'created_at'
+	| 'run_at'
+	| 'lease_owner'
+	| 'lease_token'
+	| 'lease_expires_at'
+>
+
 /** A row of spool_steps. */
 export interface StepRecord {
 	job_id: string
@@ -62,6 +81,28 @@ export interface WaiterRecord {
 const CLEAR_LEASE = 'lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL'
 const HELD = "id = @id AND status = 'active' AND lease_token = @token"
 
+/** The columns a claim returns: what a ClaimedJob needs, and claim order. */
+const CLAIMED = `seq, id, name, input, attempt, max_attempts, priority, parent_id, backoff, created_at, run_at,
+		lease_owner, lease_token, lease_expires_at`
+
+/**
+ * A claimable job `j`: due, pending, of the names (a JSON array), its name not paused, its dedupe
+ * key (if any) not held by an active job (single-flight), its concurrency key (if any) not at its
+ * limit (running jobs, or a full window).
+ */
+const CANDIDATE = `status = 'pending' AND run_at <= @now
+			AND name IN (SELECT value FROM json_each(@names))
+			AND name NOT IN (SELECT name FROM spool_paused)
+			AND (dedupe_key IS NULL OR NOT EXISTS (
+				SELECT 1 FROM spool_jobs AS a
+				WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
+			AND (concurrency_key IS NULL
+				OR (concurrency_window IS NULL AND (
+					SELECT count(*) FROM spool_jobs AS c
+					WHERE c.concurrency_key = j.concurrency_key AND c.status = 'active') < concurrency_limit)
+				OR (concurrency_window IS NOT NULL AND NOT EXISTS (
+					SELECT 1 FROM spool_flow AS f WHERE f.key = 'c:' || j.concurrency_key AND f.until > @now)))`
+
 export const SQL = {
 	/** ? = id */
 	idById: 'SELECT id FROM spool_jobs WHERE id = ?',
@@ -79,46 +120,30 @@ export const SQL = {
 		@backoff, @concurrency_key, @concurrency_limit, @concurrency_window, @concurrency_rolling,
 		@now, @now, @started_at)`,
 	/**
+	 * The first pass of a claim, one statement: the first `@limit` due pending jobs of the names (a
+	 * JSON array) in claim order that claimCandidates would return, each to active under the lease,
+	 * except those with a concurrency key (the storage takes them in claimCandidates' passes, one per
+	 * key at a time). Jobs without concurrency keys, the common case, are claimed by this alone.
+	 */
+	claimFast: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
+		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
+		WHERE seq IN (SELECT seq FROM spool_jobs AS j WHERE ${CANDIDATE} ORDER BY priority, run_at, seq LIMIT @limit)
+			AND concurrency_key IS NULL
+		RETURNING ${CLAIMED}`,
+	/**
 	 * Due pending jobs of the names (a JSON array), in claim order, skipping paused names, jobs
 	 * whose dedupe key is held by an active job (single-flight), and jobs whose concurrency key is
 	 * at its limit (running jobs, or a full window). The storage then takes at most one per
 	 * concurrency key per pass, so a pass never overshoots a limit.
 	 */
 	claimCandidates: `SELECT seq, concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling
-		FROM spool_jobs AS j
-		WHERE status = 'pending' AND run_at <= @now
-			AND name IN (SELECT value FROM json_each(@names))
-			AND name NOT IN (SELECT name FROM spool_paused)
-			AND (dedupe_key IS NULL OR NOT EXISTS (
-				SELECT 1 FROM spool_jobs AS a
-				WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
-			AND (concurrency_key IS NULL
-				OR (concurrency_window IS NULL AND (
-					SELECT count(*) FROM spool_jobs AS c
-					WHERE c.concurrency_key = j.concurrency_key AND c.status = 'active') < concurrency_limit)
-				OR (concurrency_window IS NOT NULL AND NOT EXISTS (
-					SELECT 1 FROM spool_flow AS f WHERE f.key = 'c:' || j.concurrency_key AND f.until > @now)))
+		FROM spool_jobs AS j WHERE ${CANDIDATE}
 		ORDER BY priority, run_at, seq LIMIT @limit`,
-	/**
-	 * The one-statement claim of jobs without concurrency keys, kept as the raw benchmark's
-	 * baseline (bench/core/raw.ts); the storage claims through claimCandidates and claimSeqs.
-	 */
-	claim: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
-		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
-		WHERE seq IN (
-			SELECT seq FROM spool_jobs AS j
-			WHERE status = 'pending' AND run_at <= @now
-				AND name IN (SELECT value FROM json_each(@names))
-				AND (dedupe_key IS NULL OR NOT EXISTS (
-					SELECT 1 FROM spool_jobs AS a
-					WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
-			ORDER BY priority, run_at, seq LIMIT @limit)
-		RETURNING *`,
 	/** The chosen candidates (seqs, a JSON array) to active under the lease. */
 	claimSeqs: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
 		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
 		WHERE seq IN (SELECT value FROM json_each(@seqs)) AND status = 'pending'
-		RETURNING *`,
+		RETURNING ${CLAIMED}`,
 	/** ? = key */
 	getFlow: 'SELECT state FROM spool_flow WHERE key = ?',
 	setFlow: `INSERT INTO spool_flow (key, state, until) VALUES (@key, @state, @until)

@@ -52,7 +52,7 @@ import {
 	type WaiterRow,
 } from '../contract.js'
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js'
-import { type JobRecord, SQL, type StepRecord, type WaiterRecord } from './statements.js'
+import { type ClaimedRecord, type JobRecord, SQL, type StepRecord, type WaiterRecord } from './statements.js'
 
 /** Options of the SQLite storage. */
 export interface SqliteStorageOptions {
@@ -310,17 +310,23 @@ export class SqliteStorage implements Storage {
 		const expiresAt = now + params.leaseMs
 		const s = this.s
 		// Sleepers of these names whose time came are claimable now, without waiting for reap.
-		s.wakeDueNames.run({ names: JSON.stringify(params.names), now })
-		const rows: JobRecord[] = []
-		// Passes: each takes at most one job per concurrency key, so the counts the candidate
+		const names = JSON.stringify(params.names)
+		s.wakeDueNames.run({ names, now })
+		// The first pass in one statement: the first `limit` candidates, but for those with a
+		// concurrency key. When it takes them all (no keys among them), the claim is done.
+		const rows = s.claimFast.all({
+			names,
+			owner: params.owner,
+			token,
+			expires: expiresAt,
+			now,
+			limit: params.limit,
+		}) as ClaimedRecord[]
+		// More passes: each takes at most one job per concurrency key, so the counts the candidate
 		// query saw stay true; a key with room for more is seen again by the next pass.
-		for (;;) {
+		while (rows.length < params.limit) {
 			const want = params.limit - rows.length
-			const candidates = s.claimCandidates.all({
-				names: JSON.stringify(params.names),
-				now,
-				limit: want,
-			}) as {
+			const candidates = s.claimCandidates.all({ names, now, limit: want }) as {
 				seq: number
 				concurrency_key: string | null
 				concurrency_limit: number | null
@@ -362,10 +368,10 @@ export class SqliteStorage implements Storage {
 						token,
 						expires: expiresAt,
 						now,
-					}) as JobRecord[]),
+					}) as ClaimedRecord[]),
 				)
 			}
-			if (!deferred || chosen.length === 0 || rows.length >= params.limit) break
+			if (!deferred || chosen.length === 0) break
 		}
 		// RETURNING does not keep the subquery's order: restore claim order.
 		rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)
@@ -794,7 +800,7 @@ function wrap(err: unknown, where: string): Error {
 	return err instanceof Error ? err : new Error(String(err))
 }
 
-function toClaimed(r: JobRecord): ClaimedJob {
+function toClaimed(r: ClaimedRecord): ClaimedJob {
 	return {
 		id: r.id,
 		name: r.name,
