@@ -2,6 +2,9 @@
  * `npm run bench` (`--quick` for a short run): spool's core numbers on memory and SQLite, side by
  * side with a raw better-sqlite3 loop running the same statements (the baseline, same run) and
  * BullMQ on Redis for context. Prints a table and writes JSON to bench/results/.
+ *
+ * `enqueue one` is a sequential loop of awaited `start()` calls: one commit (one fsync) per call.
+ * `enqueue one x64` is 64 loops of them at once: concurrent calls, which SQLite may group-commit.
  */
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -9,7 +12,15 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { bullmqProcess, redisUp } from './core/bullmq.js'
 import { rawEnqueueBulk, rawEnqueueOne, rawProcess } from './core/raw.js'
-import { enqueueBulk, enqueueOne, latency, memoryKind, processJobs, sqliteKind } from './core/spool.js'
+import {
+	enqueueBulk,
+	enqueueConcurrent,
+	enqueueOne,
+	latency,
+	memoryKind,
+	processJobs,
+	sqliteKind,
+} from './core/spool.js'
 import { fmt, gc, type Measurement, table, tempDir } from './core/util.js'
 
 const quick = process.argv.includes('--quick')
@@ -45,6 +56,13 @@ try {
 	await measure('enqueue one', 'sqlite', one, () => enqueueOne(sqliteFull, one))
 	await measure('enqueue one', 'sqlite normal', one, () => enqueueOne(sqliteNormal, one))
 	await measure('enqueue one', 'memory', n(50_000), () => enqueueOne(memoryKind, n(50_000)))
+
+	// Individual start() calls, 64 in flight: spool's group commit may share one commit among the
+	// calls of a turn; the raw baseline is one transaction per 64 inserts.
+	const conc = n(20_000)
+	await measure('enqueue one x64', 'raw sqlite', conc, () => rawEnqueueBulk(dir.path('raw-e64.db'), conc, 64))
+	await measure('enqueue one x64', 'sqlite', conc, () => enqueueConcurrent(sqliteFull, conc, 64))
+	await measure('enqueue one x64', 'sqlite normal', conc, () => enqueueConcurrent(sqliteNormal, conc, 64))
 
 	const bulk = n(100_000)
 	await measure('enqueue bulk 1000', 'raw sqlite', bulk, () =>

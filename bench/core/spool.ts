@@ -47,7 +47,7 @@ export function sqliteKind(
 
 const noop = createJob({ name: 'noop' }, async (_input: { i: number }) => {})
 
-/** Enqueues `jobs` jobs one `await` at a time, from a producer-only queue. */
+/** Enqueues `jobs` jobs one `await` at a time (sequential: one commit, one fsync each), from a producer-only queue. */
 export async function enqueueOne(kind: StorageKind, jobs: number): Promise<number> {
 	const queue = createQueue({
 		jobs: { noop },
@@ -59,6 +59,32 @@ export async function enqueueOne(kind: StorageKind, jobs: number): Promise<numbe
 	for (let i = 0; i < 200; i++) await queue.jobs.noop.start({ i })
 	const t0 = performance.now()
 	for (let i = 0; i < jobs; i++) await queue.jobs.noop.start({ i })
+	const ms = performance.now() - t0
+	await queue.close()
+	return rate(jobs, ms)
+}
+
+/**
+ * Enqueues `jobs` jobs with individual `start()` calls, `inFlight` of them at once (as concurrent
+ * requests of a web server would): `inFlight` loops, each awaiting its own calls one at a time.
+ * Calls made in the same turn of the event loop may share a commit (SQLite's group commit); each
+ * still resolves only after its job is committed.
+ */
+export async function enqueueConcurrent(kind: StorageKind, jobs: number, inFlight: number): Promise<number> {
+	const queue = createQueue({
+		jobs: { noop },
+		storage: kind.fresh().open(),
+		worker: false,
+		logger: silentLogger,
+	})
+	await queue.ready
+	for (let i = 0; i < 200; i++) await queue.jobs.noop.start({ i })
+	let next = 0
+	const loop = async () => {
+		while (next < jobs) await queue.jobs.noop.start({ i: next++ })
+	}
+	const t0 = performance.now()
+	await Promise.all(Array.from({ length: inFlight }, loop))
 	const ms = performance.now() - t0
 	await queue.close()
 	return rate(jobs, ms)

@@ -74,6 +74,13 @@ export interface SqliteStorageOptions {
 	readonly maxLogLines?: number
 }
 
+/** One `enqueue` call waiting for the group commit. */
+interface GroupedEnqueue {
+	readonly params: { readonly jobs: readonly NewJob[]; readonly now: number }
+	readonly resolve: (results: EnqueueResult[]) => void
+	readonly reject: (error: unknown) => void
+}
+
 const SQLITE_MAGIC = 'SQLite format 3\0'
 
 type Statements = { [K in keyof typeof SQL]: Database.Statement }
@@ -84,6 +91,8 @@ export class SqliteStorage implements Storage {
 	private db: Database.Database | null = null
 	private st: Statements | null = null
 	private readonly maxLogLines: number
+	/** Enqueues waiting for this turn's group commit. */
+	private enqueues: GroupedEnqueue[] = []
 
 	constructor(private readonly options: SqliteStorageOptions) {
 		this.description = `sqlite:${options.path}`
@@ -169,6 +178,8 @@ export class SqliteStorage implements Storage {
 	}
 
 	async close(): Promise<void> {
+		// Enqueues already called are written, not dropped.
+		this.flushEnqueues()
 		const db = this.db
 		this.db = null
 		this.st = null
@@ -202,8 +213,59 @@ export class SqliteStorage implements Storage {
 		}
 	}
 
+	/**
+	 * Group commit: the enqueues called in one turn of the event loop share one transaction (one
+	 * commit, one fsync), each in a savepoint of its own so one that throws leaves the others
+	 * applied. Each resolves only after that commit, so a returned enqueue is as durable as before;
+	 * concurrent callers (a web server's requests, `start()` calls not awaited one by one) stop
+	 * paying one fsync each. A lone call pays a `setImmediate` of latency.
+	 */
 	async enqueue(params: { jobs: readonly NewJob[]; now: number }): Promise<EnqueueResult[]> {
-		return this.write(() => params.jobs.map((job) => this.insertOne(job, params.now)))
+		if (!this.db)
+			throw new StorageUnavailableError(`${this.description} is not open (closed, or open() not awaited).`)
+		return new Promise((resolve, reject) => {
+			this.enqueues.push({ params, resolve, reject })
+			if (this.enqueues.length === 1) setImmediate(() => this.flushEnqueues())
+		})
+	}
+
+	/** Writes the enqueues gathered so far in one transaction, then settles their promises. */
+	private flushEnqueues(): void {
+		const batch = this.enqueues
+		if (batch.length === 0) return
+		this.enqueues = []
+		const insert = (p: GroupedEnqueue['params']) => p.jobs.map((job) => this.insertOne(job, p.now))
+		if (batch.length === 1) {
+			const one = batch[0]!
+			try {
+				one.resolve(this.write(() => insert(one.params)))
+			} catch (err) {
+				one.reject(err)
+			}
+			return
+		}
+		const db = this.db
+		const outcomes: ({ ok: true; value: EnqueueResult[] } | { ok: false; error: unknown })[] = []
+		try {
+			this.write(() => {
+				for (const e of batch) {
+					try {
+						// A nested transaction: a savepoint, rolled back alone if this enqueue throws.
+						outcomes.push({ ok: true, value: db!.transaction(() => insert(e.params))() })
+					} catch (err) {
+						outcomes.push({ ok: false, error: wrap(err, this.description) })
+					}
+				}
+			})
+		} catch (err) {
+			for (const e of batch) e.reject(err)
+			return
+		}
+		for (let i = 0; i < batch.length; i++) {
+			const o = outcomes[i]!
+			if (o.ok) batch[i]!.resolve(o.value)
+			else batch[i]!.reject(o.error)
+		}
 	}
 
 	private insertOne(
