@@ -608,6 +608,7 @@ class QueueImpl<J, P> {
 						reportError: (error, source) => this.reportError(error, source),
 						isPaused: () => false,
 						followUps: (job, output) => this.followUps(job, output),
+						followsUp: (name) => this.targets.has(name),
 						durable: this.durableServices(),
 					},
 				)

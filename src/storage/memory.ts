@@ -383,8 +383,9 @@ export class MemoryStorage implements Storage {
 		}
 	}
 
+	/** Whether a queue entry still stands for its row: pending since the entry was made, not removed. */
 	private isLive(e: HeapEntry): boolean {
-		return e.row.status === 'pending' && e.epoch === e.row.pendingEpoch && this.rows.get(e.row.id) === e.row
+		return e.row.status === 'pending' && e.epoch === e.row.pendingEpoch
 	}
 
 	private runningOf(row: Row): number {
@@ -741,7 +742,9 @@ export class MemoryStorage implements Storage {
 	/** Deletes a job. */
 	remove(row: Row): void {
 		this.rows.delete(row.id)
-		for (const [id, w] of this.waiters) if (w.jobId === row.id) this.dropWaiter(id)
+		// Any queue entry of the row is stale from now on (see isLive).
+		row.pendingEpoch++
+		if (this.waiters.size > 0) for (const [id, w] of this.waiters) if (w.jobId === row.id) this.dropWaiter(id)
 		this.count(row.name)[row.status]--
 		if (row.idempotencyKey !== null) {
 			const key = `${row.name}\0${row.idempotencyKey}`

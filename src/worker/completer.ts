@@ -9,9 +9,23 @@
 import type { ClaimedJob, ClaimRequest, Outcome, SettleResult, Storage } from '../storage/contract.js'
 import type { Clock, TimerHandle } from '../time.js'
 
-interface Pending {
-	readonly outcome: Outcome
-	readonly resolve: (ok: boolean) => void
+/** Told the result of one outcome's write, synchronously, in the order the outcomes were added. */
+export interface WriteTarget {
+	/**
+	 * `ok`: the storage applied the outcome (false: the lease was lost). Returns true when it started
+	 * work that goes on asynchronously (hooks, a promise's reactions) which the jobs claimed with
+	 * the same write must not overtake.
+	 */
+	written(ok: boolean): boolean
+}
+
+/** `add`'s target: resolves a promise, whose reactions run later (so it counts as busy). */
+class PromiseTarget implements WriteTarget {
+	constructor(private readonly resolve: (ok: boolean) => void) {}
+	written(ok: boolean): boolean {
+		this.resolve(ok)
+		return true
+	}
 }
 
 /** Reports storage errors to the worker. */
@@ -29,7 +43,9 @@ export interface ClaimSource {
 }
 
 export class Completer {
-	private buffer: Pending[] = []
+	/** Outcomes waiting to be written, and who is told of each (same index). */
+	private outcomes: Outcome[] = []
+	private targets: WriteTarget[] = []
 	private logs = new Map<string, string[]>()
 	private scheduled = false
 	private flushing: Promise<void> | null = null
@@ -49,10 +65,14 @@ export class Completer {
 
 	/** Queues an outcome; resolves with whether the storage applied it (false: lease lost). */
 	add(outcome: Outcome): Promise<boolean> {
-		return new Promise((resolve) => {
-			this.buffer.push({ outcome, resolve })
-			this.schedule()
-		})
+		return new Promise((resolve) => this.push(outcome, new PromiseTarget(resolve)))
+	}
+
+	/** Queues an outcome; `target.written` is told the result (no promise per outcome). */
+	push(outcome: Outcome, target: WriteTarget): void {
+		this.outcomes.push(outcome)
+		this.targets.push(target)
+		this.schedule()
 	}
 
 	/** Queues log lines of a job, written with its next outcome (or the next flush). */
@@ -67,7 +87,7 @@ export class Completer {
 
 	/** How many outcomes wait to be written. */
 	get backlog(): number {
-		return this.buffer.length
+		return this.outcomes.length
 	}
 
 	private schedule(): void {
@@ -84,23 +104,30 @@ export class Completer {
 		if (this.flushing) return this.flushing
 		this.flushing = this.drain().finally(() => {
 			this.flushing = null
-			if (this.buffer.length > 0 && !this.retryTimer) this.schedule()
+			if (this.outcomes.length > 0 && !this.retryTimer) this.schedule()
 		})
 		return this.flushing
 	}
 
 	private async drain(): Promise<void> {
-		while (this.buffer.length > 0 || this.logs.size > 0) {
-			const batch = this.buffer
+		let yieldFirst = false
+		while (this.outcomes.length > 0 || this.logs.size > 0) {
+			// The last write started its claimed jobs at once; if they finished synchronously, let
+			// timers and I/O run before the next write rather than loop without a turn of the event loop.
+			if (yieldFirst) await new Promise<void>((resolve) => setImmediate(resolve))
+			yieldFirst = false
+			const outcomes = this.outcomes
+			const targets = this.targets
 			const logs = this.logs
-			this.buffer = []
+			this.outcomes = []
+			this.targets = []
 			this.logs = new Map()
-			const request = batch.length > 0 ? (this.claims?.take() ?? null) : null
+			const request = outcomes.length > 0 ? (this.claims?.take() ?? null) : null
 			let results: SettleResult[]
 			let claimed: ClaimedJob[] = []
 			try {
 				const params = {
-					outcomes: batch.map((p) => p.outcome),
+					outcomes,
 					logs: logs.size > 0 ? logs : undefined,
 					now: this.clock.now(),
 				}
@@ -115,7 +142,8 @@ export class Completer {
 			} catch (err) {
 				if (request) this.claims?.give(null, request)
 				// Put them back in front, in order, and try again later.
-				this.buffer = batch.concat(this.buffer)
+				this.outcomes = outcomes.concat(this.outcomes)
+				this.targets = targets.concat(this.targets)
 				for (const [id, lines] of logs) this.addLogs(id, lines)
 				this.report(err, 'settle')
 				if (this.stopped) return
@@ -126,13 +154,22 @@ export class Completer {
 				}, this.retryDelay)
 				return
 			}
-			for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]?.ok ?? false)
-			// The claimed jobs start after the settled ones ran their hooks: a retry claimed here must
-			// not start before its failed attempt's onError.
+			let busy = false
+			for (let i = 0; i < targets.length; i++) {
+				try {
+					if (targets[i]!.written(results[i]?.ok ?? false)) busy = true
+				} catch (err) {
+					// A bug past this point must not keep the other outcomes of the batch unanswered.
+					this.report(err, 'settle')
+				}
+			}
 			if (request) {
-				await new Promise<void>((resolve) => setImmediate(resolve))
+				// The claimed jobs start after the settled ones ran their hooks: a retry claimed here must
+				// not start before its failed attempt's onError. Nothing busy: start them now.
+				if (busy) await new Promise<void>((resolve) => setImmediate(resolve))
+				else yieldFirst = true
 				this.claims?.give(claimed, request)
-			} else if (batch.length > 0) {
+			} else if (outcomes.length > 0) {
 				this.written?.()
 			}
 		}

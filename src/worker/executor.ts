@@ -28,7 +28,7 @@ import {
 } from '../errors.js'
 import { type BackoffOption, type ResolvedBackoff, resolveBackoff } from '../flow/backoff.js'
 import type { RuntimeJob, SettledResult } from '../job.js'
-import { decodeJson, encodeOutput, type JsonText } from '../json.js'
+import { decodeJson, encodeJson, encodeOutput, type JsonText } from '../json.js'
 import type { Logger } from '../logger.js'
 import { validate } from '../schema.js'
 import type { AttemptError, ClaimedJob, NewJob, Outcome, Storage } from '../storage/contract.js'
@@ -53,8 +53,10 @@ export interface ExecutionDeps {
 	readonly clock: Clock
 	readonly logger: Logger
 	readonly observer: ExecutionObserver
-	/** Persists an outcome (batched); resolves with whether it was applied. */
-	readonly settle: (outcome: Outcome) => Promise<boolean>
+	/** Persists an outcome (batched) and frees the execution's slot; resolves with whether it was applied. */
+	readonly settle: (execution: Execution, outcome: Outcome) => Promise<boolean>
+	/** The same without a promise: the result comes to `execution.written` (the per-job fast path). */
+	readonly write: (execution: Execution, outcome: Outcome) => void
 	readonly addLogs: (id: string, lines: readonly string[]) => void
 	/** Whether completed jobs of this definition are deleted at once. */
 	readonly removeOnComplete: (def: RuntimeJob) => boolean
@@ -62,6 +64,8 @@ export interface ExecutionDeps {
 	readonly heartbeat: (execution: Execution) => Promise<void>
 	/** The jobs a successful run starts (triggers), enqueued in the same transaction as its completion. */
 	readonly followUps?: (job: ClaimedJob, output: unknown) => Promise<NewJob[]>
+	/** Whether a completion of this job name starts jobs (`followUps` has work); absent: assume so. */
+	readonly followsUp?: (name: string) => boolean
 	/** Told once the execution concluded: its outcome written (or refused) and its hooks run. */
 	readonly ended: (execution: Execution) => void
 	/** Child jobs, step limiters and threads. */
@@ -72,6 +76,8 @@ export interface ExecutionDeps {
 
 /** How long a job waiting on children or events waits at most before it checks again. */
 const RECHECK_MS = 5 * 60_000
+
+const NULL_JSON = 'null' as JsonText
 
 /** Why the worker stopped an execution from outside. */
 export type AbortKind = 'cancelled' | 'lease-lost' | 'closing'
@@ -88,24 +94,34 @@ export type Settlement =
 			readonly waiters: string[]
 	  }
 
-/** One running job. */
+/**
+ * One running job. The common case (a handler that returns or resolves, no hooks on success, no
+ * output schema, no triggers) runs without a promise of its own: the handler's result settles it
+ * synchronously into the completer, whose write calls `written`, which ends it.
+ */
 export class Execution implements Suspender {
 	/** Made when the handler first reads `ctx.signal`: most handlers never do. */
 	private controller: AbortController | null = null
 	private abortReason: Error | null = null
-	private finish: ((s: Settlement) => void) | null = null
+	/** Set once the run got past its input: from then a settlement concludes it at once. */
+	private launched = false
 	private settlement: Settlement | null = null
 	private timer: TimerHandle | null = null
 	/** @internal The promise an explicit `ctx.complete`/`fail` returns; for the context. */
 	explicitDone: Promise<void> | null = null
 	/** @internal `ctx.log` lines of this attempt; for the context. */
 	logLines: string[] | null = null
+	/** @internal Whether it holds a worker slot; for the worker. */
+	holdsSlot = false
 	private input: unknown = undefined
+	/** The output of a fast-path completion, and when it concluded, until `written`. */
+	private output: unknown = undefined
+	private concludedAt = 0
 	private readonly startedAt: number
 	private afterSettle: (() => void) | null = null
 	/** Durable calls in flight, and what the handler waits for: it suspends when the first is 0. */
 	private inflight = 0
-	private readonly waits: Wait[] = []
+	private waits: Wait[] | null = null
 	private checkScheduled = false
 
 	constructor(
@@ -155,6 +171,7 @@ export class Execution implements Suspender {
 	}
 
 	wait(wait: Wait): Promise<never> {
+		this.waits ??= []
 		this.waits.push(wait)
 		this.scheduleCheck()
 		return new Promise<never>(() => {})
@@ -169,11 +186,12 @@ export class Execution implements Suspender {
 		this.checkScheduled = true
 		setImmediate(() => {
 			this.checkScheduled = false
-			if (this.settlement || this.inflight > 0 || this.waits.length === 0) return
+			const waits = this.waits
+			if (this.settlement || this.inflight > 0 || !waits || waits.length === 0) return
 			let wakeAt: number | null = null
 			const children: string[] = []
 			const waiters: string[] = []
-			for (const w of this.waits) {
+			for (const w of waits) {
 				if (w.wakeAt != null && (wakeAt === null || w.wakeAt < wakeAt)) wakeAt = w.wakeAt
 				if (w.child) children.push(w.child)
 				if (w.waiter) waiters.push(w.waiter)
@@ -188,11 +206,21 @@ export class Execution implements Suspender {
 		})
 	}
 
-	private resolve(s: Settlement): void {
+	/**
+	 * Fixes how the run ended (the first settlement wins) and concludes it: at once when it comes
+	 * from the handler's own result (`direct`), after the current microtask otherwise, so a cancel,
+	 * a timeout or `ctx.complete` never concludes inside its caller's stack.
+	 */
+	private resolve(s: Settlement, direct = false): void {
 		if (this.settlement) return
 		this.settlement = s
-		if (this.timer) this.deps.clock.clearTimeout(this.timer)
-		this.finish?.(s)
+		if (this.timer) {
+			this.deps.clock.clearTimeout(this.timer)
+			this.timer = null
+		}
+		if (!this.launched) return
+		if (direct) this.conclude(s)
+		else queueMicrotask(() => this.conclude(s))
 	}
 
 	/** @internal Settles from inside the handler (`ctx.complete`/`fail`); resolves once persisted. */
@@ -205,51 +233,63 @@ export class Execution implements Suspender {
 		return this.explicitDone
 	}
 
-	/** Runs the job to an outcome, then tells `deps.ended`. Never rejects. */
-	async run(): Promise<void> {
+	/** Runs the job to an outcome, then tells `deps.ended`. Never throws. */
+	run(): void {
 		const { def, job } = this
+		let checked: unknown
 		try {
-			let settlement: Settlement
-			try {
-				this.input = decodeJson(job.input)
-				if (def.inputSchema) {
-					this.input = await validate(
-						def.inputSchema,
-						this.input,
-						`The stored input of job '${job.name}' (${job.id})`,
-					)
-				}
-				settlement = await this.runHandler()
-			} catch (err) {
-				// Stored input that no longer passes its schema: no retry can fix it.
-				settlement = { kind: 'error', error: err, fatal: true }
+			this.input = decodeJson(job.input)
+			if (def.inputSchema) {
+				checked = validate(def.inputSchema, this.input, `The stored input of job '${job.name}' (${job.id})`)
 			}
-			await this.conclude(settlement)
-		} finally {
-			this.deps.ended(this)
+		} catch (err) {
+			this.inputRefused(err)
+			return
 		}
+		if (checked instanceof Promise) {
+			checked.then(
+				(input: unknown) => {
+					this.input = input
+					this.launch()
+				},
+				(err: unknown) => this.inputRefused(err),
+			)
+			return
+		}
+		if (def.inputSchema) this.input = checked
+		this.launch()
 	}
 
-	private runHandler(): Promise<Settlement> {
+	/** Stored input that no longer decodes or passes its schema: no retry can fix it. */
+	private inputRefused(err: unknown): void {
+		this.launched = true
+		if (this.settlement) this.conclude(this.settlement)
+		else this.resolve({ kind: 'error', error: err, fatal: true }, true)
+	}
+
+	/** Starts the timeout, the onStart hook and the handler (unless the run was stopped already). */
+	private launch(): void {
+		this.launched = true
+		if (this.settlement) {
+			this.conclude(this.settlement)
+			return
+		}
 		const { def, job, deps } = this
-		return new Promise<Settlement>((resolve) => {
-			this.finish = resolve
-			if (this.settlement) return resolve(this.settlement)
-			if (def.timeoutMs !== undefined) {
-				const ms = def.timeoutMs
-				this.timer = deps.clock.setTimeout(() => {
-					const err = new TimeoutError(`Job '${job.name}' (${job.id}) ran past its timeout of ${ms} ms.`, ms)
-					this.abortSignal(err)
-					this.resolve({ kind: 'error', error: err, fatal: false })
-				}, ms)
-			}
-			const onStart = def.hooks.onStart
-			if (onStart) {
-				void this.callHook('onStart', () => onStart(this.input)).then(() => this.startHandler())
-			} else {
-				this.startHandler()
-			}
-		})
+		if (def.timeoutMs !== undefined) {
+			const ms = def.timeoutMs
+			this.timer = deps.clock.setTimeout(() => {
+				this.timer = null
+				const err = new TimeoutError(`Job '${job.name}' (${job.id}) ran past its timeout of ${ms} ms.`, ms)
+				this.abortSignal(err)
+				this.resolve({ kind: 'error', error: err, fatal: false })
+			}, ms)
+		}
+		const onStart = def.hooks.onStart
+		if (onStart) {
+			void this.callHook('onStart', () => onStart(this.input)).then(() => this.startHandler())
+		} else {
+			this.startHandler()
+		}
 	}
 
 	private startHandler(): void {
@@ -260,20 +300,77 @@ export class Execution implements Suspender {
 			const ctx = new Context(this)
 			result = currentRun.run(ctx, this.def.handler, this.input, ctx)
 		} catch (err) {
-			this.resolve({ kind: 'error', error: err, fatal: false })
+			this.resolve({ kind: 'error', error: err, fatal: false }, true)
 			return
 		}
 		if (isThenable(result)) {
 			result.then(
-				(output) => this.resolve({ kind: 'ok', output }),
-				(error) => this.resolve({ kind: 'error', error, fatal: false }),
+				(output) => this.resolve({ kind: 'ok', output }, true),
+				(error) => this.resolve({ kind: 'error', error, fatal: false }, true),
 			)
 		} else {
-			this.resolve({ kind: 'ok', output: result })
+			this.resolve({ kind: 'ok', output: result }, true)
 		}
 	}
 
-	private async conclude(s: Settlement): Promise<void> {
+	/** Turns the settlement into an outcome: synchronously on the fast path, else through `concludeSlow`. */
+	private conclude(s: Settlement): void {
+		if (s.kind === 'ok' && this.completeNow(s.output)) return
+		void this.concludeSlow(s).finally(() => this.deps.ended(this))
+	}
+
+	/**
+	 * The fast path of a success: no output schema, no triggers, no success hooks, output that
+	 * encodes. Hands the outcome to the completer, which calls `written`. False: take the slow path.
+	 */
+	private completeNow(output: unknown): boolean {
+		const { def, job, deps } = this
+		const hooks = def.hooks
+		if (def.outputSchema || hooks.onSuccess || hooks.onSettled) return false
+		if (deps.followUps && (deps.followsUp?.(job.name) ?? true)) return false
+		let text: JsonText
+		if (output === undefined || output === null) {
+			text = NULL_JSON
+		} else {
+			try {
+				text = encodeJson(output, `The output of job '${job.name}'`)
+			} catch {
+				return false // the slow path fails the job with the same error
+			}
+		}
+		this.concludedAt = deps.clock.now()
+		this.output = output
+		if (this.logLines) deps.addLogs(job.id, this.logLines)
+		deps.write(this, {
+			kind: 'completed',
+			id: job.id,
+			token: job.lease.token,
+			output: text,
+			// A child's row stays for its retention: its parent reads the outcome from it.
+			remove: job.parentId === null && deps.removeOnComplete(def),
+			event: {
+				topic: `job:${job.name}`,
+				subject: job.input,
+				payload: `{"input":${job.input},"output":${text}}` as JsonText,
+			},
+		})
+		return true
+	}
+
+	/** @internal The completer wrote the fast path's outcome (`ok`: applied). Never busy after. */
+	written(ok: boolean): boolean {
+		if (ok) {
+			this.deps.observer.completed(this.job, this.input, this.output, this.concludedAt - this.startedAt)
+		} else {
+			this.refused()
+		}
+		this.output = undefined
+		this.afterSettle?.()
+		this.deps.ended(this)
+		return false
+	}
+
+	private async concludeSlow(s: Settlement): Promise<void> {
 		const { def, job, deps } = this
 		const hooks = def.hooks
 		const now = deps.clock.now()
@@ -281,7 +378,7 @@ export class Execution implements Suspender {
 		try {
 			if (s.kind === 'aborted') {
 				if (s.why === 'closing') {
-					await deps.settle({ kind: 'released', id: job.id, token: this.token })
+					await deps.settle(this, { kind: 'released', id: job.id, token: this.token })
 				} else if (s.why === 'cancelled') {
 					deps.observer.cancelled(job, this.input, s.error)
 					if (hooks.onCancel) await this.callHook('onCancel', () => hooks.onCancel?.(this.input, s.error))
@@ -292,7 +389,7 @@ export class Execution implements Suspender {
 				return
 			}
 			if (s.kind === 'suspended') {
-				const ok = await deps.settle({
+				const ok = await deps.settle(this, {
 					kind: 'suspended',
 					id: job.id,
 					token: this.token,
@@ -313,11 +410,12 @@ export class Execution implements Suspender {
 						output = await validate(def.outputSchema, output, `The output of job '${job.name}' (${job.id})`)
 					}
 					text = encodeOutput(output, `The output of job '${job.name}'`)
-					if (deps.followUps) followUps = await deps.followUps(job, output)
+					if (deps.followUps && (deps.followsUp?.(job.name) ?? true))
+						followUps = await deps.followUps(job, output)
 				} catch (err) {
 					return await this.fail(err, true, now)
 				}
-				const ok = await deps.settle({
+				const ok = await deps.settle(this, {
 					kind: 'completed',
 					id: job.id,
 					token: this.token,
@@ -367,6 +465,7 @@ export class Execution implements Suspender {
 		}
 		const stored = attemptError(error, job.attempt, now)
 		const ok = await deps.settle(
+			this,
 			retryAt === null
 				? { kind: 'dead', id: job.id, token: this.token, error: stored }
 				: { kind: 'retry', id: job.id, token: this.token, error: stored, runAt: retryAt },

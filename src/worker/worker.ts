@@ -61,6 +61,8 @@ export interface WorkerDeps {
 	readonly isPaused: (name: string) => boolean
 	/** The jobs a successful run starts (triggers), enqueued with its completion. */
 	readonly followUps?: (job: ClaimedJob, output: unknown) => Promise<NewJob[]>
+	/** Whether a completion of this job name starts jobs; absent: assume so when `followUps` is set. */
+	readonly followsUp?: (name: string) => boolean
 	/** Child jobs, step limiters and threads for durable calls. */
 	readonly durable: DurableServices
 }
@@ -71,8 +73,8 @@ export class Worker {
 	/** This process's identity in leases: host, pid and a random part. */
 	readonly owner = `${hostname()}:${process.pid}:${createLeaseToken().slice(0, 6)}`
 	private mode: FetchMode = 'stopped'
-	/** Executions holding a slot: from launch until they hand their outcome to the completer. */
-	private readonly running = new Map<string, Execution>()
+	/** Executions holding a slot (`holdsSlot`): from launch until they hand their outcome to the completer. */
+	private running = 0
 	/** Claimed ahead (`prefetch`): leased to this process, started in order as slots free. */
 	private buffered: ClaimedJob[] = []
 	/** Every execution not yet concluded (outcome written, hooks run): heartbeated, awaited by close. */
@@ -119,9 +121,13 @@ export class Worker {
 			clock: deps.clock,
 			logger: deps.logger,
 			observer: deps.observer,
-			settle: (outcome) => {
-				this.vacate(outcome.id)
+			settle: (execution, outcome) => {
+				this.vacate(execution)
 				return this.completer.add(outcome)
+			},
+			write: (execution, outcome) => {
+				this.vacate(execution)
+				this.completer.push(outcome, execution)
 			},
 			ended: (e) => this.ended(e),
 			addLogs: (id, lines) => this.completer.addLogs(id, lines),
@@ -135,6 +141,7 @@ export class Worker {
 			},
 			heartbeat: (e) => this.heartbeatOne(e),
 			followUps: deps.followUps,
+			followsUp: deps.followsUp,
 			durable: deps.durable,
 			wakeAt: (at) => this.wakeAt(at),
 		}
@@ -142,7 +149,7 @@ export class Worker {
 
 	/** Jobs running now. */
 	get active(): number {
-		return this.running.size
+		return this.running
 	}
 
 	start(): void {
@@ -293,19 +300,19 @@ export class Worker {
 
 	/** How many more jobs a claim may take: free slots, plus the prefetch buffer's free places. */
 	private room(): number {
-		return this.settings.concurrency - this.running.size + this.settings.prefetch - this.buffered.length
+		return this.settings.concurrency - this.running + this.settings.prefetch - this.buffered.length
 	}
 
 	/** A claimed job: start it if a slot is free and none is queued before it, else buffer it. */
 	private accept(job: ClaimedJob): void {
-		if (this.buffered.length === 0 && this.running.size < this.settings.concurrency) this.launch(job)
+		if (this.buffered.length === 0 && this.running < this.settings.concurrency) this.launch(job)
 		else this.buffered.push(job)
 	}
 
 	/** Starts buffered jobs, in claim order, into free slots. */
 	private pump(): void {
 		if (this.mode === 'stopped') return
-		while (this.buffered.length > 0 && this.running.size < this.settings.concurrency) {
+		while (this.buffered.length > 0 && this.running < this.settings.concurrency) {
 			const job = this.buffered.shift()
 			if (job) this.launch(job)
 		}
@@ -319,17 +326,20 @@ export class Worker {
 			return
 		}
 		const execution = new Execution(job, def, this.executionDeps)
-		this.running.set(job.id, execution)
+		execution.holdsSlot = true
+		this.running++
 		this.live.set(job.id, execution)
-		void execution.run()
+		execution.run()
 	}
 
 	/**
 	 * An execution handed its outcome to the completer: its slot is free now, not when the write
 	 * commits. With `settleAndClaim` the completer's write refills it; otherwise the loop does.
 	 */
-	private vacate(id: string): void {
-		if (!this.running.delete(id)) return
+	private vacate(execution: Execution): void {
+		if (!execution.holdsSlot) return
+		execution.holdsSlot = false
+		this.running--
 		if (this.buffered.length > 0) queueMicrotask(() => this.pump())
 		if (!this.claimsWithSettle) this.release()
 	}
@@ -339,9 +349,10 @@ export class Worker {
 		const id = execution.job.id
 		if (this.live.get(id) === execution) this.live.delete(id)
 		if (this.live.size === 0) for (const w of this.liveWaiters.splice(0)) w()
-		if (this.running.get(id) === execution) {
+		if (execution.holdsSlot) {
 			// Ended without an outcome to write (lease lost, cancelled): the slot frees here.
-			this.running.delete(id)
+			execution.holdsSlot = false
+			this.running--
 			this.pump()
 			this.release()
 		} else {
