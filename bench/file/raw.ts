@@ -9,16 +9,17 @@ import type { JsonText } from '../../src/json.js'
 import { Writer } from '../../src/storage/file/codec.js'
 import { crc32 } from '../../src/storage/file/crc32.js'
 import { encode } from '../../src/storage/file/records.js'
-import type { Row } from '../../src/storage/memory.js'
+import type { Row } from '../../src/storage/row.js'
 import { rate } from '../core/util.js'
 
 function fakeRow(seq: number): Row {
+	// Only what encoding a claim and a completion reads.
 	return {
 		seq,
 		leaseOwner: 'host:1234:abcdef',
 		leaseToken: 'AAAAAAAAAAAAAAAA',
 		leaseExpiresAt: Date.now() + 30_000,
-	} as Row
+	} as unknown as Row
 }
 
 /** Processes `jobs` no-op "jobs" at `concurrency`; returns jobs/s. */

@@ -6,7 +6,6 @@
 import {
 	admitThrottle,
 	admitWindow,
-	type ConcurrencySpec,
 	type DebounceState,
 	decideDebounce,
 	type ThrottleState,
@@ -20,7 +19,6 @@ import {
 	type ClaimedJob,
 	type ClaimOrEnqueueResult,
 	type ClaimRequest,
-	type DedupeScope,
 	type EnqueueResult,
 	emptyCounts,
 	isTerminal,
@@ -40,6 +38,7 @@ import {
 	type WaiterRow,
 } from './contract.js'
 import { MinHeap } from './heap.js'
+import { newRow, QueueEntry, type Row } from './row.js'
 
 /** Options of the memory storage. */
 export interface MemoryStorageOptions {
@@ -47,48 +46,9 @@ export interface MemoryStorageOptions {
 	readonly maxLogLines?: number
 }
 
-/**
- * A job as the memory storage holds it. Internal: exported for storages built on the memory
- * storage's state (the file log), not part of the public API.
- */
-export interface Row {
-	id: string
-	name: string
-	input: JsonText
-	status: JobStatus
-	priority: number
-	runAt: number
-	attempt: number
-	maxAttempts: number
-	leaseOwner: string | null
-	leaseToken: string | null
-	leaseExpiresAt: number
-	dedupeKey: string | null
-	dedupeScope: DedupeScope | null
-	idempotencyKey: string | null
-	output: JsonText | null
-	errors: AttemptError[]
-	logs: string[]
-	parentId: string | null
-	backoff: JsonText | null
-	concurrency: ConcurrencySpec | null
-	createdAt: number
-	updatedAt: number
-	startedAt: number | null
-	finishedAt: number | null
-	seq: number
-	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
-	pendingEpoch: number
-	steps: Map<string, StepRow> | null
-}
+export { Row } from './row.js'
 
-interface HeapEntry {
-	row: Row
-	epoch: number
-	priority: number
-	runAt: number
-	seq: number
-}
+type HeapEntry = QueueEntry
 
 const lessEntry = (a: HeapEntry, b: HeapEntry): boolean =>
 	a.priority !== b.priority
@@ -253,35 +213,15 @@ export class MemoryStorage implements Storage {
 
 	/** Inserts a job (claimed under `lease` when given). */
 	create(job: NewJob, now: number, lease: { owner: string; token: string; expiresAt: number } | null): Row {
-		const row: Row = {
-			id: job.id,
-			name: job.name,
-			input: job.input,
-			status: 'pending',
-			priority: job.priority,
-			runAt: job.runAt,
-			attempt: 0,
-			maxAttempts: job.maxAttempts,
-			leaseOwner: null,
-			leaseToken: null,
-			leaseExpiresAt: 0,
-			dedupeKey: job.dedupeKey,
-			dedupeScope: job.dedupeKey === null ? null : job.dedupeScope,
-			idempotencyKey: job.idempotencyKey,
-			output: null,
-			errors: [],
-			logs: [],
-			parentId: job.parentId,
-			backoff: job.backoff,
-			concurrency: job.concurrency ?? null,
-			createdAt: now,
-			updatedAt: now,
-			startedAt: null,
-			finishedAt: null,
-			seq: ++this.seq,
-			pendingEpoch: 0,
-			steps: null,
-		}
+		const row = newRow(job.id, job.name, job.input, job.priority, job.runAt, job.maxAttempts, now, ++this.seq)
+		row.setOptions(
+			job.dedupeKey,
+			job.dedupeKey === null ? null : job.dedupeScope,
+			job.idempotencyKey,
+			job.parentId,
+			job.backoff,
+			job.concurrency ?? null,
+		)
 		this.rows.set(row.id, row)
 		if (row.idempotencyKey !== null) this.idempotency.set(`${row.name}\0${row.idempotencyKey}`, row)
 		this.count(row.name).pending++
@@ -370,7 +310,7 @@ export class MemoryStorage implements Storage {
 		this.holders(row)?.pending.add(row)
 		if (this.deferQueues) return
 		const q = this.queueOf(row.name)
-		const entry = { row, epoch: row.pendingEpoch, priority: row.priority, runAt: row.runAt, seq: row.seq }
+		const entry = new QueueEntry(row)
 		if (row.runAt <= now) q.ready.push(entry)
 		else q.delayed.push(entry)
 	}
@@ -604,7 +544,7 @@ export class MemoryStorage implements Storage {
 
 	/** Appends `ctx.log` lines to a job, keeping the last `maxLogLines`. */
 	applyLogs(row: Row, lines: readonly string[]): void {
-		appendBounded(row.logs, lines, this.maxLogLines)
+		row.addLogs(lines, this.maxLogLines)
 	}
 
 	/** Applies an outcome to an active job (the token was checked by the caller). */
@@ -616,12 +556,12 @@ export class MemoryStorage implements Storage {
 				if (o.remove) this.remove(row)
 				break
 			case 'retry':
-				row.errors.push(o.error)
+				row.addError(o.error)
 				row.runAt = o.runAt
 				this.transition(row, 'pending', now)
 				break
 			case 'dead':
-				row.errors.push(o.error)
+				row.addError(o.error)
 				this.transition(row, 'dead', now)
 				break
 			case 'suspended':
@@ -673,7 +613,7 @@ export class MemoryStorage implements Storage {
 			code: 'SPOOL_LEASE_LOST',
 			at: now,
 		}
-		row.errors.push(error)
+		row.addError(error)
 		if (row.attempt >= row.maxAttempts) {
 			this.transition(row, 'dead', now)
 		} else {
@@ -934,8 +874,7 @@ export class MemoryStorage implements Storage {
 		for (const row of this.rows.values()) {
 			if (row.status === 'pending') {
 				row.pendingEpoch++
-				const entry = { row, epoch: row.pendingEpoch, priority: row.priority, runAt: row.runAt, seq: row.seq }
-				this.queueOf(row.name).delayed.push(entry)
+				this.queueOf(row.name).delayed.push(new QueueEntry(row))
 			}
 		}
 	}
@@ -1026,11 +965,6 @@ export class MemoryStorage implements Storage {
 function first<T>(set: Set<T>): T | undefined {
 	for (const v of set) return v
 	return undefined
-}
-
-function appendBounded(target: string[], lines: readonly string[], max: number): void {
-	target.push(...lines)
-	if (target.length > max) target.splice(0, target.length - max)
 }
 
 function toClaimed(row: Row): ClaimedJob {

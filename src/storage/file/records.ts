@@ -17,7 +17,8 @@ import type {
 	StepState,
 	WaiterRow,
 } from '../contract.js'
-import type { MemoryStorage, Row } from '../memory.js'
+import type { MemoryStorage } from '../memory.js'
+import { Row } from '../row.js'
 import type { Reader, Writer } from './codec.js'
 
 /** Record types. */
@@ -322,8 +323,8 @@ function readStep(r: Reader, jobId: string): StepRow {
 
 /** Rebuilds state from records, applying each through the memory storage's own methods. */
 export class Replayer {
-	/** Jobs by sequence number, while replaying. */
-	private readonly bySeq = new Map<number, Row>()
+	/** Jobs by sequence number, while replaying (an array: sequence numbers are small and dense). */
+	private readonly bySeq: (Row | undefined)[] = []
 	/** Job names seen, so a million jobs share one string per name. */
 	private readonly names = new Map<string, string>()
 	/** Whether the log began with a snapshot. */
@@ -333,8 +334,8 @@ export class Replayer {
 	constructor(private readonly mem: MemoryStorage) {}
 
 	private row(r: Reader, seq: number): Row {
-		const row = this.bySeq.get(seq)
-		if (!row) r.fail(`job #${seq} is unknown`)
+		const row = this.bySeq[seq]
+		if (row === undefined) r.fail(`job #${seq} is unknown`)
 		return row
 	}
 
@@ -370,7 +371,9 @@ export class Replayer {
 					const claimed = r.u8() === 1
 					const lease = claimed ? { owner: r.str(), token: r.str(), expiresAt: r.num() } : null
 					const concurrency = readConcurrency(r)
-					if (mem.rows.has(id)) r.fail(`job ${id} is created twice`)
+					// A duplicate id would leave the map's size as it was (the replay fails then, so the
+					// row it overwrote does not matter); one lookup instead of two.
+					const size = mem.rows.size
 					mem.seq = seq - 1
 					const row = mem.create(
 						{
@@ -390,7 +393,8 @@ export class Replayer {
 						now,
 						lease,
 					)
-					this.bySeq.set(seq, row)
+					if (mem.rows.size === size) r.fail(`job ${id} is created twice`)
+					this.bySeq[seq] = row
 					break
 				}
 				case Rec.Claim: {
@@ -412,7 +416,7 @@ export class Replayer {
 					const output = r.str() as JsonText
 					const remove = r.u8() === 1
 					mem.applyOutcome(row, { kind: 'completed', id: row.id, token: '', output, remove }, now)
-					if (remove) this.bySeq.delete(row.seq)
+					if (remove) this.bySeq[row.seq] = undefined
 					break
 				}
 				case Rec.Retry: {
@@ -471,7 +475,7 @@ export class Replayer {
 				case Rec.Removed: {
 					const row = this.row(r, r.uint())
 					mem.remove(row)
-					this.bySeq.delete(row.seq)
+					this.bySeq[row.seq] = undefined
 					break
 				}
 				case Rec.Logged: {
@@ -546,7 +550,7 @@ export class Replayer {
 					if (!this.snapshotSeen) r.fail('a snapshot row outside a snapshot')
 					const row = this.readRow(r)
 					mem.restore(row)
-					this.bySeq.set(row.seq, row)
+					this.bySeq[row.seq] = row
 					break
 				}
 				default:
@@ -559,7 +563,7 @@ export class Replayer {
 	/** After the last record: the sequence counter as it was. */
 	finish(seq: number): void {
 		if (seq > this.mem.seq) this.mem.seq = seq
-		this.bySeq.clear()
+		this.bySeq.length = 0
 	}
 
 	private active(r: Reader): Row {
@@ -604,7 +608,7 @@ export class Replayer {
 		if (this.mem.rows.has(id)) r.fail(`job ${id} is in the snapshot twice`)
 		if (status === 'active' && (leaseOwner === null || leaseToken === null))
 			r.fail('an active job without lease')
-		return {
+		return Row.from({
 			id,
 			name,
 			input,
@@ -632,6 +636,6 @@ export class Replayer {
 			seq,
 			pendingEpoch: 0,
 			steps,
-		}
+		})
 	}
 }

@@ -1,0 +1,347 @@
+/**
+ * The row the memory storage (and the file log built on it) keeps per job, laid out to be small:
+ * a million pending jobs must fit in a few hundred MB. Internal, not part of the public API.
+ *
+ * - Fields every job uses are plain fields. Those only some jobs use live in three side objects,
+ *   made when first set and read through accessors (so code reads `row.leaseOwner` as before):
+ *   the lease (active jobs), the enqueue options (dedupe, idempotency, parent, backoff,
+ *   concurrency: most jobs have none) and the run (started/finished times, output, errors, logs,
+ *   steps: jobs that ran). A pending job that never ran is one object of 15 fields.
+ * - `errors` and `logs` start as one shared, frozen empty array: add to them with `addError` and
+ *   `addLogs`, never by pushing (a push on the shared array throws).
+ * - Times are kept in fields V8 treats as tagged, not as unboxed doubles (see `warm` below), so a
+ *   row's `createdAt`, `updatedAt` and `runAt` share one number object when equal instead of
+ *   holding one 16-byte box each.
+ */
+import type { ConcurrencySpec } from '../flow/limits.js'
+import type { JsonText } from '../json.js'
+import type { AttemptError, DedupeScope, JobStatus, StepRow } from './contract.js'
+
+const NONE = Object.freeze([]) as unknown as never[]
+
+class Lease {
+	constructor(
+		public owner: string | null,
+		public token: string | null,
+		public expiresAt: number,
+	) {}
+}
+
+class Options {
+	constructor(
+		public dedupeKey: string | null,
+		public dedupeScope: DedupeScope | null,
+		public idempotencyKey: string | null,
+		public parentId: string | null,
+		public backoff: JsonText | null,
+		public concurrency: ConcurrencySpec | null,
+	) {}
+}
+
+class Run {
+	startedAt: number | null = null
+	finishedAt: number | null = null
+	output: JsonText | null = null
+	errors: AttemptError[] = NONE
+	logs: string[] = NONE
+	steps: Map<string, StepRow> | null = null
+}
+
+/** A Run, as an object literal: V8 pretenures literals that live long (a class instance is not). */
+function newRun(): Run {
+	return {
+		startedAt: null,
+		finishedAt: null,
+		output: null,
+		errors: NONE,
+		logs: NONE,
+		steps: null,
+	}
+}
+
+/** What a row is made from: every field of a job, as `Row` exposes them. */
+export interface RowInit {
+	id: string
+	name: string
+	input: JsonText
+	status: JobStatus
+	priority: number
+	runAt: number
+	attempt: number
+	maxAttempts: number
+	leaseOwner: string | null
+	leaseToken: string | null
+	leaseExpiresAt: number
+	dedupeKey: string | null
+	dedupeScope: DedupeScope | null
+	idempotencyKey: string | null
+	output: JsonText | null
+	errors: AttemptError[]
+	logs: string[]
+	parentId: string | null
+	backoff: JsonText | null
+	concurrency: ConcurrencySpec | null
+	createdAt: number
+	updatedAt: number
+	startedAt: number | null
+	finishedAt: number | null
+	seq: number
+	pendingEpoch: number
+	steps: Map<string, StepRow> | null
+}
+
+/** A job as the memory storage holds it. */
+export class Row {
+	id: string
+	name: string
+	input: JsonText
+	status: JobStatus
+	priority: number
+	runAt: number
+	attempt: number
+	maxAttempts: number
+	createdAt: number
+	updatedAt: number
+	seq: number
+	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
+	pendingEpoch: number
+	private l: Lease | null = null
+	private o: Options | null = null
+	private r: Run | null = null
+
+	/** A pending job as enqueued (`now` is its creation time). */
+	constructor(
+		id: string,
+		name: string,
+		input: JsonText,
+		priority: number,
+		runAt: number,
+		maxAttempts: number,
+		now: number,
+		seq: number,
+	) {
+		this.id = id
+		this.name = name
+		this.input = input
+		this.status = 'pending'
+		this.priority = priority
+		// The same number object as `now` when equal: one box for the three times.
+		this.runAt = runAt === now ? now : runAt
+		this.attempt = 0
+		this.maxAttempts = maxAttempts
+		this.createdAt = now
+		this.updatedAt = now
+		this.seq = seq
+		this.pendingEpoch = 0
+	}
+
+	/** A row with every field given (a snapshot). */
+	static from(f: RowInit): Row {
+		const row = newRow(f.id, f.name, f.input, f.priority, f.runAt, f.maxAttempts, f.createdAt, f.seq)
+		row.status = f.status
+		row.attempt = f.attempt
+		row.updatedAt = f.updatedAt
+		row.pendingEpoch = f.pendingEpoch
+		row.setOptions(f.dedupeKey, f.dedupeScope, f.idempotencyKey, f.parentId, f.backoff, f.concurrency)
+		if (f.leaseOwner !== null || f.leaseToken !== null) row.l = new Lease(f.leaseOwner, f.leaseToken, 0)
+		row.leaseExpiresAt = f.leaseExpiresAt
+		if (f.startedAt !== null) row.startedAt = f.startedAt
+		if (f.finishedAt !== null) row.finishedAt = f.finishedAt
+		if (f.output !== null) row.output = f.output
+		if (f.errors.length > 0) row.addError(...f.errors)
+		if (f.logs.length > 0) row.addLogs(f.logs, Number.POSITIVE_INFINITY)
+		if (f.steps !== null) row.steps = f.steps
+		return row
+	}
+
+	/** Sets the enqueue options (kept only if one is set). */
+	setOptions(
+		dedupeKey: string | null,
+		dedupeScope: DedupeScope | null,
+		idempotencyKey: string | null,
+		parentId: string | null,
+		backoff: JsonText | null,
+		concurrency: ConcurrencySpec | null,
+	): void {
+		this.o =
+			dedupeKey === null &&
+			dedupeScope === null &&
+			idempotencyKey === null &&
+			parentId === null &&
+			backoff === null &&
+			concurrency === null
+				? null
+				: new Options(dedupeKey, dedupeScope, idempotencyKey, parentId, backoff, concurrency)
+	}
+
+	private run(): Run {
+		this.r ??= newRun()
+		return this.r
+	}
+
+	/** Appends attempt errors. */
+	addError(...errors: AttemptError[]): void {
+		const run = this.run()
+		if (run.errors === NONE) run.errors = []
+		run.errors.push(...errors)
+	}
+
+	/** Appends log lines, keeping the last `max`. */
+	addLogs(lines: readonly string[], max: number): void {
+		if (lines.length === 0) return
+		const run = this.run()
+		if (run.logs === NONE) run.logs = []
+		const target = run.logs
+		target.push(...lines)
+		if (target.length > max) target.splice(0, target.length - max)
+	}
+
+	get leaseOwner(): string | null {
+		return this.l === null ? null : this.l.owner
+	}
+	/** Setting null drops the whole lease (owner, token and expiry go together). */
+	set leaseOwner(v: string | null) {
+		if (v === null) this.l = null
+		else if (this.l === null) this.l = new Lease(v, null, 0)
+		else this.l.owner = v
+	}
+	get leaseToken(): string | null {
+		return this.l === null ? null : this.l.token
+	}
+	set leaseToken(v: string | null) {
+		if (this.l !== null) this.l.token = v
+		else if (v !== null) this.l = new Lease(null, v, 0)
+	}
+	get leaseExpiresAt(): number {
+		return this.l === null ? 0 : this.l.expiresAt
+	}
+	set leaseExpiresAt(v: number) {
+		if (this.l !== null) this.l.expiresAt = v
+		else if (v !== 0) this.l = new Lease(null, null, v)
+	}
+
+	get dedupeKey(): string | null {
+		return this.o === null ? null : this.o.dedupeKey
+	}
+	get dedupeScope(): DedupeScope | null {
+		return this.o === null ? null : this.o.dedupeScope
+	}
+	get idempotencyKey(): string | null {
+		return this.o === null ? null : this.o.idempotencyKey
+	}
+	get parentId(): string | null {
+		return this.o === null ? null : this.o.parentId
+	}
+	get backoff(): JsonText | null {
+		return this.o === null ? null : this.o.backoff
+	}
+	get concurrency(): ConcurrencySpec | null {
+		return this.o === null ? null : this.o.concurrency
+	}
+
+	get startedAt(): number | null {
+		return this.r === null ? null : this.r.startedAt
+	}
+	set startedAt(v: number | null) {
+		if (this.r !== null || v !== null) this.run().startedAt = v
+	}
+	get finishedAt(): number | null {
+		return this.r === null ? null : this.r.finishedAt
+	}
+	set finishedAt(v: number | null) {
+		if (this.r !== null || v !== null) this.run().finishedAt = v
+	}
+	get output(): JsonText | null {
+		return this.r === null ? null : this.r.output
+	}
+	set output(v: JsonText | null) {
+		if (this.r !== null || v !== null) this.run().output = v
+	}
+	/** The attempt errors, oldest first: read only (add with `addError`). */
+	get errors(): readonly AttemptError[] {
+		return this.r === null ? NONE : this.r.errors
+	}
+	/** The log lines kept: read only (add with `addLogs`). */
+	get logs(): readonly string[] {
+		return this.r === null ? NONE : this.r.logs
+	}
+	get steps(): Map<string, StepRow> | null {
+		return this.r === null ? null : this.r.steps
+	}
+	set steps(v: Map<string, StepRow> | null) {
+		if (this.r !== null || v !== null) this.run().steps = v
+	}
+}
+
+const PROTO = Row.prototype
+
+/**
+ * A pending job as enqueued (`now` is its creation time): `new Row(...)`, built as an object
+ * literal on Row's prototype, which V8 allocates straight in the old generation once it sees such
+ * objects live long (a million rows made by a replay are not copied through the young one).
+ */
+export function newRow(
+	id: string,
+	name: string,
+	input: JsonText,
+	priority: number,
+	runAt: number,
+	maxAttempts: number,
+	now: number,
+	seq: number,
+): Row {
+	return {
+		__proto__: PROTO,
+		id,
+		name,
+		input,
+		status: 'pending',
+		priority,
+		runAt: runAt === now ? now : runAt,
+		attempt: 0,
+		maxAttempts,
+		createdAt: now,
+		updatedAt: now,
+		seq,
+		pendingEpoch: 0,
+		l: null,
+		o: null,
+		r: null,
+	} as unknown as Row
+}
+
+/** A pending job's place in its name's claim queue, with the keys it was queued under. */
+export class QueueEntry {
+	readonly row: Row
+	readonly epoch: number
+	readonly priority: number
+	readonly runAt: number
+	readonly seq: number
+
+	constructor(row: Row) {
+		this.row = row
+		this.epoch = row.pendingEpoch
+		this.priority = row.priority
+		this.runAt = row.runAt
+		this.seq = row.seq
+	}
+}
+
+/**
+ * V8 stores a field that has only ever held numbers as an unboxed double with its own 16-byte box
+ * per object; a field that once held something else is tagged and points at the number it is
+ * given, so equal times can share one. One throwaway row with nulls in its number fields, made
+ * before any other, makes those fields tagged for every row.
+ */
+function warm(): void {
+	const n = null as unknown as number
+	newRow('', '', '' as JsonText, n, n, n, n, n)
+	const row = new Row('', '', '' as JsonText, n, n, n, n, n)
+	row.attempt = n
+	row.maxAttempts = n
+	row.pendingEpoch = n
+	const lease = new Lease(null, null, n)
+	lease.expiresAt = 0.5
+	new QueueEntry(row)
+}
+warm()
