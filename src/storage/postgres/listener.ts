@@ -1,9 +1,9 @@
 /**
  * The LISTEN side of push wake-ups: one connection that listens on the schema's channel and calls
- * back when jobs were inserted. Notifications that arrive together are coalesced into one call
- * (debounced to a turn of the event loop). When the connection drops, it says so and reconnects
- * with backoff, then calls back once, since notifications sent meanwhile were missed; the
- * worker's polling covers the gap.
+ * back when jobs were inserted. Notifications that arrive together (in one read from the socket)
+ * are coalesced into one call, made at once: no debounce delays the first wake-up. When the
+ * connection drops, it says so and reconnects with backoff, then calls back once, since
+ * notifications sent meanwhile were missed; the worker's polling covers the gap.
  */
 import type pg from 'pg'
 import type { Logger } from '../../logger.js'
@@ -28,10 +28,15 @@ export class Listener {
 		void this.connect()
 	}
 
+	/**
+	 * Calls back once for the notifications that arrive together. pg parses every message of a
+	 * chunk read from the socket in one go, so a microtask coalesces a burst without delaying the
+	 * first wake-up behind the event loop's other I/O and timers (as a setImmediate would).
+	 */
 	private fire = (): void => {
 		if (this.scheduled || this.stopped) return
 		this.scheduled = true
-		setImmediate(() => {
+		queueMicrotask(() => {
 			this.scheduled = false
 			if (!this.stopped) this.onNotify()
 		})

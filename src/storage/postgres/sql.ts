@@ -32,7 +32,6 @@ export type QueryName =
 	| 'stats'
 	| 'getSteps'
 	| 'saveStep'
-	| 'keyedDue'
 	| 'keyedCandidates'
 	| 'lockKeys'
 	| 'activeByKey'

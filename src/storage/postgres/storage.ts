@@ -540,30 +540,31 @@ export class PostgresStorage implements Storage {
 		const run = tx ?? this.runner
 		const token = createLeaseToken()
 		const expiresAt = params.now + params.leaseMs
-		const rows = await run<ClaimRecord>('claim', [
+		const found = await run<ClaimRecord & { keyed: boolean }>('claim', [
 			params.names,
 			params.owner,
 			token,
 			expiresAt,
 			params.now,
 			params.limit,
+			tx === undefined,
 		])
-		// Jobs with concurrency keys take the keyed path when the batch has room left.
-		if (rows.length < params.limit) {
-			const [due] = await run<{ due: boolean }>('keyedDue', [params.names, params.now])
-			if (due?.due) {
-				rows.push(
-					...(await this.claimKeyed(
-						params.names,
-						params.owner,
-						token,
-						expiresAt,
-						params.now,
-						params.limit - rows.length,
-						tx,
-					)),
-				)
-			}
+		// Jobs with concurrency keys take the keyed path when the batch has room left: the claim
+		// says whether any is due with a last row of its own.
+		const keyedDue = found.some((r) => r.keyed)
+		const rows: ClaimRecord[] = keyedDue ? found.filter((r) => !r.keyed) : found
+		if (keyedDue && rows.length < params.limit) {
+			rows.push(
+				...(await this.claimKeyed(
+					params.names,
+					params.owner,
+					token,
+					expiresAt,
+					params.now,
+					params.limit - rows.length,
+					tx,
+				)),
+			)
 		}
 		// RETURNING does not keep the subquery's order: restore claim order.
 		rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)

@@ -55,12 +55,19 @@ ORDER BY t.n;
 SELECT status, id FROM {{schema}}.enqueue_one($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);
 
 -- name: claim
--- params: $1 names text[], $2 owner text, $3 token text, $4 expires bigint, $5 now bigint, $6 limit integer
+-- params: $1 names text[], $2 owner text, $3 token text, $4 expires bigint, $5 now bigint, $6 limit integer, $7 async boolean
 -- Due pending jobs of the names in claim order, skipping those locked by another claimer, those of
 -- paused names and those whose dedupe key an active job holds (single-flight), moved to active
--- under the lease. Jobs with a concurrency key are claimed by claimKeyed instead. Waiting jobs of
--- the names whose wake time came (durable sleep) are claimed too, as if pending (keyed ones are
--- left for the reaper to wake, so their limit is kept).
+-- under the lease. Jobs with a concurrency key are claimed by claimKeyed instead: when the claim
+-- took fewer than its limit and such a job is due, a last row with keyed = true (and nothing else)
+-- says so, so a claim is one round trip. Waiting jobs of the names whose wake time came (durable
+-- sleep) are claimed too, as if pending (keyed ones are left for the reaper to wake, so their
+-- limit is kept).
+-- $7: commit without waiting for the WAL flush (synchronous_commit off for this transaction only),
+-- for a claim that is a statement of its own. A claim lost in a server crash leaves its jobs as
+-- they were (pending), to be claimed again: at-least-once holds, and anything the holder writes
+-- durably afterwards (a step, a settle) flushes the WAL up to and including the claim first, so
+-- fencing holds too. Inside settleAndClaim's transaction it is false (the settle stays durable).
 WITH p AS (
   SELECT seq, priority, run_at FROM {{schema}}.jobs j
   WHERE status = 'pending' AND run_at <= $5 AND name = ANY($1::text[]) AND concurrency_key IS NULL
@@ -82,20 +89,21 @@ WITH p AS (
   SELECT seq FROM (SELECT * FROM p UNION ALL SELECT * FROM w) AS due
   ORDER BY priority, run_at, seq
   LIMIT $6
+), cfg AS (
+  SELECT CASE WHEN $7::boolean THEN set_config('synchronous_commit', 'off', true) END AS v
+), u AS (
+  UPDATE {{schema}}.jobs AS j SET status = 'active', attempt = j.attempt + 1, lease_owner = $2,
+    lease_token = $3, lease_expires_at = $4, started_at = $5, updated_at = $5
+  FROM c, cfg WHERE j.seq = c.seq
+  RETURNING j.id, j.name, j.input, j.attempt, j.max_attempts, j.priority, j.parent_id, j.backoff,
+    j.created_at, j.run_at, j.seq
 )
-UPDATE {{schema}}.jobs AS j SET status = 'active', attempt = j.attempt + 1, lease_owner = $2,
-  lease_token = $3, lease_expires_at = $4, started_at = $5, updated_at = $5
-FROM c WHERE j.seq = c.seq
-RETURNING j.id, j.name, j.input, j.attempt, j.max_attempts, j.priority, j.parent_id, j.backoff,
-  j.created_at, j.run_at, j.seq;
-
--- name: keyedDue
--- params: $1 names text[], $2 now bigint
--- Whether any due job of the names has a concurrency key (then a claim takes the keyed path).
-SELECT EXISTS (
+SELECT u.*, false AS keyed FROM u
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, true
+WHERE (SELECT count(*) FROM u) < $6 AND EXISTS (
   SELECT 1 FROM {{schema}}.jobs
-  WHERE status = 'pending' AND concurrency_key IS NOT NULL AND run_at <= $2 AND name = ANY($1::text[])
-) AS due;
+  WHERE status = 'pending' AND concurrency_key IS NOT NULL AND run_at <= $5 AND name = ANY($1::text[]));
 
 -- name: keyedCandidates
 -- params: $1 names text[], $2 now bigint, $3 limit integer
