@@ -58,7 +58,7 @@ try {
 	await measure('enqueue one', 'memory', n(50_000), () => enqueueOne(memoryKind, n(50_000)))
 
 	// Individual start() calls, 64 in flight: spool's group commit may share one commit among the
-	// calls of a turn; the raw baseline is one transaction per 64 inserts.
+	// calls made together; the raw baseline is one transaction per 64 inserts.
 	const conc = n(20_000)
 	await measure('enqueue one x64', 'raw sqlite', conc, () => rawEnqueueBulk(dir.path('raw-e64.db'), conc, 64))
 	await measure('enqueue one x64', 'sqlite', conc, () => enqueueConcurrent(sqliteFull, conc, 64))

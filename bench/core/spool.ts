@@ -67,7 +67,7 @@ export async function enqueueOne(kind: StorageKind, jobs: number): Promise<numbe
 /**
  * Enqueues `jobs` jobs with individual `start()` calls, `inFlight` of them at once (as concurrent
  * requests of a web server would): `inFlight` loops, each awaiting its own calls one at a time.
- * Calls made in the same turn of the event loop may share a commit (SQLite's group commit); each
+ * Calls made together may share a commit (SQLite's group commit); each
  * still resolves only after its job is committed.
  */
 export async function enqueueConcurrent(kind: StorageKind, jobs: number, inFlight: number): Promise<number> {

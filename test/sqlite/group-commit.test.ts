@@ -1,5 +1,5 @@
 /**
- * Group commit: enqueues called in one turn of the event loop share one transaction, each in a
+ * Group commit: enqueues called together share one transaction, each in a
  * savepoint of its own. These tests hold the semantics (each call's own results, a failing call
  * alone rejected, everything returned durable after a reopen), not the speed.
  */
@@ -23,7 +23,7 @@ it('concurrent enqueues each get their own results, and all are kept after a reo
 	const s = sqlite({ path })
 	await s.open()
 	const calls = Array.from({ length: 50 }, (_, i) => [newJob({ id: `a${i}` }), newJob({ id: `b${i}` })])
-	// The same id twice in one turn: the second call sees the first one's row (one transaction, in order).
+	// The same id twice together: the second call sees the first one's row (one transaction, in order).
 	calls.push([newJob({ id: 'a0' })])
 	const results = await Promise.all(calls.map((jobs) => s.enqueue({ jobs, now: T0 })))
 	expect(results.slice(0, 50).every((r) => r.length === 2 && r.every((x) => x.status === 'created'))).toBe(

@@ -91,7 +91,7 @@ export class SqliteStorage implements Storage {
 	private db: Database.Database | null = null
 	private st: Statements | null = null
 	private readonly maxLogLines: number
-	/** Enqueues waiting for this turn's group commit. */
+	/** Enqueues waiting for the group commit's microtask. */
 	private enqueues: GroupedEnqueue[] = []
 
 	constructor(private readonly options: SqliteStorageOptions) {
@@ -214,18 +214,19 @@ export class SqliteStorage implements Storage {
 	}
 
 	/**
-	 * Group commit: the enqueues called in one turn of the event loop share one transaction (one
-	 * commit, one fsync), each in a savepoint of its own so one that throws leaves the others
-	 * applied. Each resolves only after that commit, so a returned enqueue is as durable as before;
-	 * concurrent callers (a web server's requests, `start()` calls not awaited one by one) stop
-	 * paying one fsync each. A lone call pays a `setImmediate` of latency.
+	 * Group commit: an enqueue is written in a microtask, and the enqueues called before it runs
+	 * share its transaction (one commit, one fsync), each in a savepoint of its own so one that throws
+	 * leaves the others applied. Each resolves only after that commit, so a returned enqueue is as
+	 * durable as before; concurrent callers (a web server's requests, `start()` calls not awaited one
+	 * by one) stop paying one fsync each. Being a microtask, it is written before any timer or I/O
+	 * callback runs (a worker's settle among them), as when enqueues were written at once.
 	 */
 	async enqueue(params: { jobs: readonly NewJob[]; now: number }): Promise<EnqueueResult[]> {
 		if (!this.db)
 			throw new StorageUnavailableError(`${this.description} is not open (closed, or open() not awaited).`)
 		return new Promise((resolve, reject) => {
 			this.enqueues.push({ params, resolve, reject })
-			if (this.enqueues.length === 1) setImmediate(() => this.flushEnqueues())
+			if (this.enqueues.length === 1) queueMicrotask(() => this.flushEnqueues())
 		})
 	}
 
