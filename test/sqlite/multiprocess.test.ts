@@ -49,7 +49,9 @@ async function enqueueAll(n: number): Promise<string[]> {
 }
 
 it('three processes on one SQLite file run every job exactly once', async () => {
-	const children = [0, 1, 2].map(() => startChild(WORKER, [db, dir, '10', '30000']))
+	// Jobs of 5 ms (3000 take 1.5 s on one process alone): a process the loaded machine leaves
+	// without CPU for a while still finds work to share.
+	const children = [0, 1, 2].map(() => startChild(WORKER, [db, dir, '10', '30000', '5']))
 	await Promise.all(children.map((c) => printed(c, 'ready')))
 	// Enqueued once all three are up, so a process slow to start still finds work to share.
 	const ids = await enqueueAll(3000)
