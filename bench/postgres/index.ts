@@ -25,11 +25,14 @@ const flag = (name: string): string | undefined =>
 const quick = flag('quick') !== undefined
 const only = flag('systems')?.split(',').filter(Boolean)
 const measures = new Set(
-	(flag('measures') ?? 'bulk,single,process,latency,finished').split(',').filter(Boolean),
+	(flag('measures') ?? 'bulk,single,concurrent,process,latency,finished').split(',').filter(Boolean),
 )
 
 const N = quick ? 2_000 : 20_000
 const SINGLE_N = quick ? 200 : 2_000
+/** Concurrent one-at-a-time enqueue: this many callers, each awaiting its own enqueue in a loop. */
+const CALLERS = 64
+const CONCURRENT_N = quick ? 2_000 : 10_000
 const LATENCY_N = quick ? 100 : 500
 const LATENCY_SPACING_MS = 5
 const FINISHED_ROWS = quick ? 50_000 : 1_000_000
@@ -44,6 +47,8 @@ interface Result {
 	label: string
 	bulkPerSec?: number
 	singlePerSec?: number
+	/** One-at-a-time enqueues by CALLERS concurrent callers (each awaits its own). */
+	concurrentPerSec?: number
 	process10PerSec?: number
 	process50PerSec?: number
 	rss50Mb?: number
@@ -144,6 +149,24 @@ async function measureSingle(system: System): Promise<number> {
 	return (SINGLE_N / elapsed) * 1000
 }
 
+async function measureConcurrent(system: System): Promise<number> {
+	await system.reset()
+	const producer = await system.producer()
+	for (let i = 0; i < 20; i++) await producer.enqueue({ t: wallNow(), i, warm: true })
+	let next = 0
+	const caller = async () => {
+		while (next < CONCURRENT_N) {
+			const i = next++
+			await producer.enqueue({ t: wallNow(), i })
+		}
+	}
+	const start = performance.now()
+	await Promise.all(Array.from({ length: CALLERS }, caller))
+	const elapsed = performance.now() - start
+	await producer.close()
+	return (CONCURRENT_N / elapsed) * 1000
+}
+
 async function measureProcess(
 	system: System,
 	concurrency: number,
@@ -234,6 +257,14 @@ async function main(): Promise<void> {
 				console.log(`  one-at-a-time enqueue: ${fmt(result.singlePerSec)} jobs/s`)
 			})
 		}
+		if (measures.has('concurrent')) {
+			await attempt(result, 'concurrent enqueue', async () => {
+				result.concurrentPerSec = await measureConcurrent(system)
+				console.log(
+					`  one-at-a-time enqueue, ${CALLERS} concurrent callers: ${fmt(result.concurrentPerSec)} jobs/s`,
+				)
+			})
+		}
 		if (measures.has('process')) {
 			for (const c of CONCURRENCIES) {
 				await attempt(result, `processing at ${c}`, async () => {
@@ -296,6 +327,8 @@ async function main(): Promise<void> {
 				counts: {
 					jobs: N,
 					single: SINGLE_N,
+					concurrent: CONCURRENT_N,
+					callers: CALLERS,
 					latency: LATENCY_N,
 					latencySpacingMs: LATENCY_SPACING_MS,
 					finishedRows: FINISHED_ROWS,
@@ -320,6 +353,12 @@ interface Row {
 const ROWS: readonly Row[] = [
 	{ name: 'bulk enqueue (jobs/s)', get: (r) => r.bulkPerSec, higherIsBetter: true, digits: 0 },
 	{ name: 'one-at-a-time enqueue (jobs/s)', get: (r) => r.singlePerSec, higherIsBetter: true, digits: 0 },
+	{
+		name: `one-at-a-time enqueue, ${CALLERS} concurrent callers (jobs/s)`,
+		get: (r) => r.concurrentPerSec,
+		higherIsBetter: true,
+		digits: 0,
+	},
 	{
 		name: 'processing, concurrency 10 (jobs/s)',
 		get: (r) => r.process10PerSec,

@@ -298,8 +298,19 @@ export function durableCases(factory: StorageFactory): void {
 		const producer = open({ add }, { worker: false })
 		const worker = open({ add })
 		const result = producer.jobs.add.run({ a: 2, b: 40 })
+		let settled = false
+		result.then(
+			() => {
+				settled = true
+			},
+			() => {
+				settled = true
+			},
+		)
 		await producer.ready
-		for (let i = 0; i < 3; i++) {
+		// The producer polls on the test clock: keep time moving until it has seen the outcome (how
+		// many polls that takes depends on when its enqueue commits relative to the worker's drain).
+		for (let i = 0; i < 30 && !settled; i++) {
 			await worker.drain()
 			await clock.advance(1000)
 		}

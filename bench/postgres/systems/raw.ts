@@ -3,7 +3,8 @@
  * migrations run on database `bench_raw`: same columns, indexes and NOTIFY trigger); claims of
  * up to 1,000 with FOR UPDATE SKIP LOCKED in one statement, the batch completed in one statement
  * (fenced on the claim's lease token), on two connections in a loop, woken by LISTEN. Enqueue is
- * one INSERT (bulk: from arrays); spool's statement trigger sends the NOTIFY.
+ * one INSERT (bulk: from arrays) on a pool of 10 connections; spool's statement trigger sends the
+ * NOTIFY.
  */
 import { randomUUID } from 'node:crypto'
 import pg from 'pg'
@@ -62,8 +63,10 @@ export const raw: System = {
 		await fillFinished(databaseUrl(DB), SCHEMA, count)
 	},
 	async producer(): Promise<Producer> {
-		const client = new pg.Client({ connectionString: databaseUrl(DB) })
-		await client.connect()
+		// A pool of 10: concurrent callers' INSERTs run on as many connections at once, and the server
+		// flushes their commits together (its own group commit); a lone caller uses one connection.
+		const client = new pg.Pool({ connectionString: databaseUrl(DB), max: 10 })
+		await client.query('SELECT 1')
 		const nextId = createIdGenerator()
 		return {
 			async enqueueMany(payloads) {

@@ -43,6 +43,7 @@ import {
 	type Storage,
 	type WaiterRow,
 } from '../contract.js'
+import { EnqueueBatcher } from './batch.js'
 import { checkin, checkout } from './connection.js'
 import { Listener } from './listener.js'
 import { migrateWith } from './migrate.js'
@@ -251,6 +252,8 @@ export class PostgresStorage implements Storage {
 		this.closed = true
 		this.listener?.stop()
 		this.listener = null
+		// Enqueues already called are written before the pool ends.
+		await this.batcher.drain()
 		const pool = this.pool
 		this.pool = null
 		if (this.opening) await this.opening.catch(() => {})
@@ -310,8 +313,15 @@ export class PostgresStorage implements Storage {
 			}
 		}
 		if (!tx && needsTransaction(jobs)) return this.transaction((r) => this.enqueueWith(r, jobs, now))
+		// Small keyless enqueues outside a transaction share commits with concurrent ones.
+		if (!tx && jobs.length <= GROUP_COMMIT_MAX && !hasKeys(jobs) && distinctIds(jobs)) {
+			return this.batcher.add(jobs, now)
+		}
 		return this.enqueueWith(run, jobs, now, !tx)
 	}
+
+	/** Concurrent small enqueues outside transactions, written together (see batch.ts). */
+	private readonly batcher = new EnqueueBatcher((jobs, now) => this.insertPlain(this.runner, jobs, now, true))
 
 	/**
 	 * Enqueues on one connection; jobs with flow options need it to be inside a transaction.
@@ -329,29 +339,40 @@ export class PostgresStorage implements Storage {
 			for (const job of jobs) out.push(await this.enqueueFlow(run, job, now))
 			return out
 		}
-		const keyed = jobs.some((j) => j.idempotencyKey !== null || j.dedupeKey !== null)
-		const ids = new Set(jobs.map((j) => j.id))
-		if (!keyed && ids.size === jobs.length) {
-			const values = insertValues(jobs, now)
-			if (autocommit) {
-				try {
-					await run('insertManyFresh', values)
-					return jobs.map((j) => ({ status: 'created', id: j.id }))
-				} catch (err) {
-					// An id that exists already: the statement inserted nothing; insertMany sorts it out.
-					if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err
-				}
-			}
-			const rows = await run<{ id: string }>('insertMany', values)
-			const created = new Set(rows.map((r) => r.id))
-			// No keys: a job not inserted had an id that exists already.
-			return jobs.map((j) => ({ status: created.has(j.id) ? 'created' : 'existing', id: j.id }))
+		if (!hasKeys(jobs) && distinctIds(jobs)) {
+			return this.insertPlain(run, jobs, now, autocommit)
 		}
 		const rows = await run<{ status: EnqueueResult['status']; id: string }>('enqueueKeyed', [
 			JSON.stringify(jobs.map(toKeyedRecord)),
 			now,
 		])
 		return rows.map((r) => ({ status: r.status, id: r.id }) as EnqueueResult)
+	}
+
+	/**
+	 * Inserts jobs without keys whose ids are distinct, in one statement. `now`: one time for all,
+	 * or one per job (a batch of several calls). `autocommit`: see enqueueWith.
+	 */
+	private async insertPlain(
+		run: Runner,
+		jobs: readonly NewJob[],
+		now: number | readonly number[],
+		autocommit: boolean,
+	): Promise<EnqueueResult[]> {
+		const values = insertValues(jobs, now)
+		if (autocommit) {
+			try {
+				await run('insertManyFresh', values)
+				return jobs.map((j) => ({ status: 'created', id: j.id }))
+			} catch (err) {
+				// An id that exists already: the statement inserted nothing; insertMany sorts it out.
+				if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err
+			}
+		}
+		const rows = await run<{ id: string }>('insertMany', values)
+		const created = new Set(rows.map((r) => r.id))
+		// No keys: a job not inserted had an id that exists already.
+		return jobs.map((j) => ({ status: created.has(j.id) ? 'created' : 'existing', id: j.id }))
 	}
 
 	/**
@@ -964,6 +985,19 @@ function needsTransaction(jobs: readonly NewJob[]): boolean {
 	)
 }
 
+/** The most jobs of one enqueue call that joins a group commit; larger calls go on their own. */
+const GROUP_COMMIT_MAX = 100
+
+/** Whether any of the jobs has an idempotency or dedupe key. */
+function hasKeys(jobs: readonly NewJob[]): boolean {
+	return jobs.some((j) => j.idempotencyKey !== null || j.dedupeKey !== null)
+}
+
+/** Whether no two of the jobs share an id. */
+function distinctIds(jobs: readonly NewJob[]): boolean {
+	return jobs.length === 1 || new Set(jobs.map((j) => j.id)).size === jobs.length
+}
+
 /** SQLSTATE unique_violation. */
 const UNIQUE_VIOLATION = '23505'
 
@@ -972,7 +1006,7 @@ const UNIQUE_VIOLATION = '23505'
  * that is null in every job goes as a null array (unnest pads it with nulls), which spares
  * building, sending and parsing an array of nulls.
  */
-function insertValues(jobs: readonly NewJob[], now: number): unknown[] {
+function insertValues(jobs: readonly NewJob[], now: number | readonly number[]): unknown[] {
 	const n = jobs.length
 	const ids = new Array<string>(n)
 	const names = new Array<string>(n)
@@ -1022,7 +1056,8 @@ function insertValues(jobs: readonly NewJob[], now: number): unknown[] {
 		ifAny(anyConcurrency, limits),
 		ifAny(anyConcurrency, windows),
 		ifAny(anyConcurrency, rollings),
-		now,
+		typeof now === 'number' ? now : now[0],
+		typeof now === 'number' ? null : now,
 	]
 }
 

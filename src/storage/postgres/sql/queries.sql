@@ -3,18 +3,19 @@
 -- A header gives the query's name and its parameters in order.
 
 -- name: insertMany
--- params: $1 ids text[], $2 names text[], $3 inputs text[], $4 priorities integer[], $5 run_ats bigint[], $6 max_attempts integer[], $7 parent_ids text[], $8 backoffs text[], $9 concurrency_keys text[], $10 concurrency_limits integer[], $11 concurrency_windows bigint[], $12 concurrency_rollings boolean[], $13 now bigint
+-- params: $1 ids text[], $2 names text[], $3 inputs text[], $4 priorities integer[], $5 run_ats bigint[], $6 max_attempts integer[], $7 parent_ids text[], $8 backoffs text[], $9 concurrency_keys text[], $10 concurrency_limits integer[], $11 concurrency_windows bigint[], $12 concurrency_rollings boolean[], $13 now bigint, $14 nows bigint[] (each job's own time, or null: $13 for all)
 -- The bulk enqueue of jobs without keys: one statement for any number of jobs, their fields as
 -- parallel arrays (array_in parses them far faster than json_to_recordset). An id that exists
 -- already is left alone (its job is the enqueue's result); the ids inserted come back.
 INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
   concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling, created_at, updated_at)
 SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
-  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling, $13, $13
+  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling,
+  coalesce(t.now, $13), coalesce(t.now, $13)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::integer[], $7::text[],
-  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[]) WITH ORDINALITY
+  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[], $14::bigint[]) WITH ORDINALITY
   AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_key,
-    concurrency_limit, concurrency_window, concurrency_rolling, n)
+    concurrency_limit, concurrency_window, concurrency_rolling, now, n)
 ORDER BY t.n
 ON CONFLICT DO NOTHING
 RETURNING id;
@@ -29,11 +30,12 @@ RETURNING id;
 INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
   concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling, created_at, updated_at)
 SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
-  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling, $13, $13
+  t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling,
+  coalesce(t.now, $13), coalesce(t.now, $13)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::integer[], $7::text[],
-  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[]) WITH ORDINALITY
+  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[], $14::bigint[]) WITH ORDINALITY
   AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_key,
-    concurrency_limit, concurrency_window, concurrency_rolling, n)
+    concurrency_limit, concurrency_window, concurrency_rolling, now, n)
 ORDER BY t.n;
 
 -- name: enqueueKeyed

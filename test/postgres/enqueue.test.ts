@@ -1,0 +1,140 @@
+/**
+ * Group commit of concurrent enqueues on PostgreSQL (src/storage/postgres/batch.ts): calls made
+ * together share statements, each still resolves with its own results once they are stored, an
+ * error reaches only the call it belongs to, and close writes what was already called.
+ */
+import pg from 'pg'
+import { afterAll, afterEach, expect, it } from 'vitest'
+import { createJob, createQueue, silentLogger } from '../../src/index.js'
+import type { JsonText } from '../../src/json.js'
+import type { NewJob } from '../../src/storage/contract.js'
+import { postgres } from '../../src/storage/postgres/index.js'
+import { PostgresStorage } from '../../src/storage/postgres/storage.js'
+import { adminPool, DATABASE_URL, freshSchema } from './helpers.js'
+
+const admin = adminPool()
+const schemas: string[] = []
+const cleanups: (() => Promise<void>)[] = []
+function schema(): string {
+	const s = freshSchema('enqueue')
+	schemas.push(s)
+	return s
+}
+afterEach(async () => {
+	for (const c of cleanups.splice(0).reverse()) await c()
+	for (const s of schemas.splice(0)) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`)
+})
+afterAll(() => admin.end())
+
+let n = 0
+function newJob(over: Partial<NewJob> = {}): NewJob {
+	return {
+		id: `job-${process.pid}-${n++}`,
+		name: 'email',
+		input: '{"to":"a@b.c"}' as JsonText,
+		priority: 0,
+		runAt: 1_000,
+		maxAttempts: 3,
+		dedupeKey: null,
+		dedupeScope: 'pending+active',
+		idempotencyKey: null,
+		parentId: null,
+		backoff: null,
+		concurrency: null,
+		throttle: null,
+		debounce: null,
+		...over,
+	}
+}
+
+async function openStorage(pool?: pg.Pool): Promise<PostgresStorage> {
+	const storage = new PostgresStorage(
+		pool ? { pool, schema: schema() } : { connectionString: DATABASE_URL, schema: schema() },
+	)
+	await storage.open()
+	cleanups.push(() => storage.close())
+	return storage
+}
+
+it('writes concurrent start() calls in fewer statements than calls, each resolved once stored', async () => {
+	const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
+	cleanups.push(() => pool.end())
+	let inserts = 0
+	const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>
+	;(pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args) => {
+		const name = (args[0] as { name?: string } | undefined)?.name ?? ''
+		if (name.endsWith(':insertManyFresh')) inserts++
+		return query(...args)
+	}
+	const queue = createQueue({
+		jobs: { email: createJob({ name: 'email' }, async (_input: { i: number }) => {}) },
+		storage: postgres({ pool, schema: schema() }),
+		worker: false,
+		logger: silentLogger,
+	})
+	cleanups.push(() => queue.close())
+	await queue.ready
+	const handles = await Promise.all(Array.from({ length: 300 }, (_, i) => queue.jobs.email.start({ i })))
+	expect(handles.every((h) => h.status === 'created')).toBe(true)
+	expect(new Set(handles.map((h) => h.id)).size).toBe(300)
+	expect(inserts).toBeGreaterThan(0)
+	expect(inserts).toBeLessThan(300)
+	// Every call resolved after its job was stored.
+	const stats = await queue.getStats()
+	expect(stats.total.pending).toBe(300)
+})
+
+it('gives an error only to the call whose job caused it', async () => {
+	const storage = await openStorage()
+	const good = Array.from({ length: 20 }, () => newJob())
+	// run_at is bigint: a fraction fails the statement that carries it.
+	const bad = newJob({ runAt: 1.5 })
+	const calls = [
+		...good.slice(0, 10).map((j) => storage.enqueue({ jobs: [j], now: 1_000 })),
+		storage.enqueue({ jobs: [bad], now: 1_000 }),
+		...good.slice(10).map((j) => storage.enqueue({ jobs: [j], now: 1_000 })),
+	]
+	const settled = await Promise.allSettled(calls)
+	expect(settled[10]!.status).toBe('rejected')
+	for (const [i, s] of settled.entries()) {
+		if (i === 10) continue
+		expect(s.status).toBe('fulfilled')
+	}
+	for (const j of good) expect((await storage.getJob({ id: j.id }))?.status).toBe('pending')
+	expect(await storage.getJob({ id: bad.id })).toBeNull()
+})
+
+it('decides a known id per call in a shared batch, keeps each call its own time', async () => {
+	const storage = await openStorage()
+	const a = newJob()
+	await storage.enqueue({ jobs: [a], now: 1_000 })
+	const b = newJob()
+	const c = newJob()
+	const same = newJob()
+	const [rb, ra, rc, s1, s2] = await Promise.all([
+		storage.enqueue({ jobs: [b], now: 2_000 }),
+		storage.enqueue({ jobs: [newJob({ id: a.id })], now: 2_000 }),
+		storage.enqueue({ jobs: [c], now: 3_000 }),
+		storage.enqueue({ jobs: [same], now: 3_000 }),
+		storage.enqueue({ jobs: [newJob({ id: same.id })], now: 3_000 }),
+	])
+	expect(rb).toEqual([{ status: 'created', id: b.id }])
+	expect(ra).toEqual([{ status: 'existing', id: a.id }])
+	expect(rc).toEqual([{ status: 'created', id: c.id }])
+	expect([s1![0]!.status, s2![0]!.status].sort()).toEqual(['created', 'existing'])
+	expect((await storage.getJob({ id: b.id }))!.createdAt).toBe(2_000)
+	expect((await storage.getJob({ id: c.id }))!.createdAt).toBe(3_000)
+	expect((await storage.getJob({ id: a.id }))!.createdAt).toBe(1_000)
+})
+
+it('writes on close the enqueues already called', async () => {
+	const s = schema()
+	const storage = new PostgresStorage({ connectionString: DATABASE_URL, schema: s })
+	await storage.open()
+	const jobs = Array.from({ length: 5 }, () => newJob())
+	const calls = jobs.map((j) => storage.enqueue({ jobs: [j], now: 1_000 }))
+	await storage.close()
+	for (const r of await Promise.all(calls)) expect(r[0]!.status).toBe('created')
+	const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${s}".jobs`)
+	expect(rows[0].n).toBe(5)
+})
