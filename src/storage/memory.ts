@@ -13,6 +13,7 @@ import {
 } from '../flow/limits.js'
 import { createLeaseToken } from '../id.js'
 import type { JsonText } from '../json.js'
+import type { Archive } from './archive.js'
 import {
 	type AttemptError,
 	type CancelResult,
@@ -139,6 +140,12 @@ export class MemoryStorage implements Storage {
 	readonly meta = new Map<string, unknown>()
 	/** The last insertion sequence number given. */
 	seq = 0
+	/**
+	 * Completed jobs kept compactly (the file log's replay puts most finished jobs there): read as
+	 * rows made on demand, never changed but for late log lines and pruning. Their seqs interleave
+	 * with those of `rows`.
+	 */
+	archive: Archive | null = null
 	private readonly waiters = new Map<string, WaiterRow & { events: JsonText[] }>()
 	private readonly waitersByTopic = new Map<string, Set<string>>()
 
@@ -153,9 +160,23 @@ export class MemoryStorage implements Storage {
 		return params.jobs.map((job) => this.insert(job, params.now))
 	}
 
+	/** Takes the archive's jobs in (they count as completed). */
+	attachArchive(archive: Archive): void {
+		this.archive = archive
+		for (let i = 0; i < archive.slots; i++) if (!archive.removed(i)) this.count(archive.nameAt(i)).completed++
+	}
+
+	/** The job with this id, live or archived (as a row made for the caller, changing nothing). */
+	private find(id: string): Row | undefined {
+		const row = this.rows.get(id)
+		if (row !== undefined || this.archive === null) return row
+		const i = this.archive.slotOf(id)
+		return i === -1 ? undefined : this.archive.row(i)
+	}
+
 	/** The job kept under this job's id or idempotency key, if any. */
 	private kept(job: NewJob): Row | undefined {
-		const same = this.rows.get(job.id)
+		const same = this.find(job.id)
 		if (same) return same
 		return job.idempotencyKey === null
 			? undefined
@@ -517,6 +538,12 @@ export class MemoryStorage implements Storage {
 				if (row) {
 					this.applyLogs(row, lines)
 					this.journal?.logged(row, lines)
+				} else if (this.archive !== null) {
+					const i = this.archive.slotOf(id)
+					if (i !== -1) {
+						this.archive.addLogs(i, lines, this.maxLogLines)
+						this.journal?.logged(this.archive.row(i), lines)
+					}
 				}
 			}
 		}
@@ -640,7 +667,7 @@ export class MemoryStorage implements Storage {
 	}
 
 	async cancel(params: { id: string; now: number }): Promise<CancelResult> {
-		const row = this.rows.get(params.id)
+		const row = this.find(params.id)
 		if (!row) return { status: 'not-found' }
 		const previous = row.status
 		if (previous === 'completed' || previous === 'dead' || previous === 'cancelled') {
@@ -699,8 +726,17 @@ export class MemoryStorage implements Storage {
 		name?: string
 	}): Promise<number> {
 		let n = 0
+		const a = this.archive
+		const archived = a !== null && a.size > 0 && params.statuses.includes('completed')
+		let i = 0
 		for (const row of this.rows.values()) {
 			if (n >= params.limit) break
+			// Archived jobs before this one first: the oldest go first, as if they were rows.
+			if (archived) {
+				for (; i < a.slots && a.seqAt(i) < row.seq && n < params.limit; i++)
+					if (this.pruneArchived(a, i, params)) n++
+				if (n >= params.limit) break
+			}
 			if (params.name !== undefined && row.name !== params.name) continue
 			if (!(params.statuses as readonly JobStatus[]).includes(row.status)) continue
 			if (row.finishedAt === null || row.finishedAt >= params.before) continue
@@ -708,7 +744,20 @@ export class MemoryStorage implements Storage {
 			this.journal?.removed(row)
 			n++
 		}
+		if (archived) for (; i < a.slots && n < params.limit; i++) if (this.pruneArchived(a, i, params)) n++
 		return n
+	}
+
+	/** Prunes the archived job in slot `i` if the prune's filters take it. */
+	private pruneArchived(a: Archive, i: number, params: { before: number; name?: string }): boolean {
+		if (a.removed(i) || a.finishedAt(i) >= params.before) return false
+		if (params.name !== undefined && a.nameAt(i) !== params.name) return false
+		const row = a.row(i)
+		a.remove(i)
+		this.count(row.name).completed--
+		if (this.waiters.size > 0) for (const [id, w] of this.waiters) if (w.jobId === row.id) this.dropWaiter(id)
+		this.journal?.removed(row)
+		return true
 	}
 
 	/** Sets (or, with null, deletes) one entry of the flow state, and journals it. */
@@ -748,7 +797,7 @@ export class MemoryStorage implements Storage {
 	}
 
 	async getJob(params: { id: string }): Promise<JobRow | null> {
-		const row = this.rows.get(params.id)
+		const row = this.find(params.id)
 		return row ? toJobRow(row) : null
 	}
 
@@ -763,8 +812,24 @@ export class MemoryStorage implements Storage {
 		const all = [...this.rows.values()]
 		const jobs: JobRow[] = []
 		let last: Row | null = null
-		for (let i = all.length - 1; i >= 0; i--) {
-			const row = all[i]!
+		const a = this.archive
+		// Archived jobs (completed, without parent) are merged in by seq, newest first.
+		const archived =
+			a !== null &&
+			a.size > 0 &&
+			(params.status === undefined || params.status === 'completed') &&
+			params.parentId === undefined
+		let k = archived ? a.slots - 1 : -1
+		for (let i = all.length - 1; i >= 0 || k >= 0; ) {
+			let row: Row
+			if (k >= 0 && (i < 0 || a!.seqAt(k) > all[i]!.seq)) {
+				const slot = k--
+				if (a!.removed(slot) || a!.seqAt(slot) >= below) continue
+				if (params.name !== undefined && a!.nameAt(slot) !== params.name) continue
+				row = a!.row(slot)
+			} else {
+				row = all[i--]!
+			}
 			if (row.seq >= below) continue
 			if (params.name !== undefined && row.name !== params.name) continue
 			if (params.status !== undefined && row.status !== params.status) continue

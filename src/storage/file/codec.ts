@@ -187,6 +187,42 @@ export class Reader {
 		return this.buf.utf8Slice(start, end)
 	}
 
+	/** Skips a number written by `Writer.num`. */
+	skipNum(): void {
+		const b = this.buf
+		let p = this.pos
+		if (p >= this.end) this.fail('truncated')
+		if (b[p] === 1) {
+			if (p + 9 > this.end) this.fail('truncated')
+			this.pos = p + 9
+			return
+		}
+		while (p < this.end && b[p]! >= 0x80) p++
+		if (p >= this.end) this.fail('truncated')
+		this.pos = p + 1
+	}
+
+	/** Skips a string; returns where its bytes start (they end at `pos`). */
+	span(): number {
+		const len = this.uint()
+		const start = this.pos
+		const end = start + len
+		if (end > this.end) this.fail('truncated string')
+		this.pos = end
+		return start
+	}
+
+	/** Skips a string or null; returns where its bytes start, or -1 for null. */
+	nspan(): number {
+		const n = this.uint()
+		if (n === 0) return -1
+		const start = this.pos
+		const end = start + n - 1
+		if (end > this.end) this.fail('truncated string')
+		this.pos = end
+		return start
+	}
+
 	nstr(): string | null {
 		const n = this.uint()
 		if (n === 0) return null

@@ -230,7 +230,13 @@ export class Engine implements MemoryJournal {
 		// the bound is compacted at its first write; from then on when it has grown by the bound
 		// (or by half the snapshot, if more, so a big live state is not rewritten too often).
 		this.compactBelow = this.settings.compactAt
-		this.report = { bytes: end, records, jobs: this.mem.rows.size, truncatedAt, snapshot }
+		this.report = {
+			bytes: end,
+			records,
+			jobs: this.mem.rows.size + (this.mem.archive?.size ?? 0),
+			truncatedAt,
+			snapshot,
+		}
 	}
 
 	/** Applies every whole frame; returns where the valid log ends. */
@@ -532,11 +538,24 @@ export class Engine implements MemoryJournal {
 			w.pos = FRAME_HEADER
 		}
 		w.pos = FRAME_HEADER
-		encode.snapshot(w, this.mem.seq, this.mem.rows.size)
+		const archive = this.mem.archive
+		encode.snapshot(w, this.mem.seq, this.mem.rows.size + (archive?.size ?? 0))
+		// Rows and archived jobs, merged in seq order (the order a replay restores them in).
+		let i = 0
+		const archived = (below: number) => {
+			if (archive === null) return
+			for (; i < archive.slots && archive.seqAt(i) < below; i++) {
+				if (archive.removed(i)) continue
+				encode.row(w, archive.row(i))
+				if (w.pos >= SNAPSHOT_FRAME) out()
+			}
+		}
 		for (const row of this.mem.rows.values()) {
+			archived(row.seq)
 			encode.row(w, row)
 			if (w.pos >= SNAPSHOT_FRAME) out()
 		}
+		archived(Number.POSITIVE_INFINITY)
 		for (const [key, value] of this.mem.meta) {
 			encode.meta(w, key, value)
 			if (w.pos >= SNAPSHOT_FRAME) out()

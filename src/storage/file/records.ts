@@ -5,8 +5,10 @@
  * Every record starts with its type byte. A lease is not logged beyond the claim: when the log is
  * opened again, the process that held it is gone, so every lease found is treated as expired.
  */
+import { StorageCorruptError } from '../../errors.js'
 import type { ConcurrencySpec } from '../../flow/limits.js'
 import type { JsonText } from '../../json.js'
+import { Archive } from '../archive.js'
 import type {
 	AttemptError,
 	DedupeScope,
@@ -18,8 +20,9 @@ import type {
 	WaiterRow,
 } from '../contract.js'
 import type { MemoryStorage } from '../memory.js'
-import { Row } from '../row.js'
-import type { Reader, Writer } from './codec.js'
+import { newRow, Row } from '../row.js'
+import type { Writer } from './codec.js'
+import { Reader } from './codec.js'
 
 /** Record types. */
 export enum Rec {
@@ -321,10 +324,56 @@ function readStep(r: Reader, jobId: string): StepRow {
 	return { jobId, stepId, name, state, index: null, output, error, createdAt, updatedAt }
 }
 
-/** Rebuilds state from records, applying each through the memory storage's own methods. */
+const PENDING = 1
+const ACTIVE = 2
+const COMPLETED = 3
+
+function grown<T extends Float64Array | Uint8Array>(a: T, n: number): T {
+	const next = new (a.constructor as new (n: number) => T)(n)
+	next.set(a)
+	return next
+}
+
+/**
+ * Rebuilds state from records, applying each through the memory storage's own methods.
+ *
+ * Plain jobs (created with no dedupe or idempotency key, parent, backoff or concurrency, and not
+ * claimed at once) are not made into rows as their Create record is read: they are candidates,
+ * a few numbers (where their Create and Claim records are, the times) in typed arrays. A Claim and
+ * a Completed record move a candidate along; any other record about it makes it a row first (as
+ * it would have been). At the end, completed candidates go to the archive (no object per job)
+ * and the others become rows. Most jobs of a long log are plain and completed: the replay makes
+ * neither their rows nor their strings.
+ */
 export class Replayer {
-	/** Jobs by sequence number, while replaying (an array: sequence numbers are small and dense). */
-	private readonly bySeq: (Row | undefined)[] = []
+	/**
+	 * Jobs by sequence number, while replaying (an array: sequence numbers are small and dense):
+	 * a row, or a candidate's index.
+	 */
+	private readonly bySeq: (Row | number | undefined)[] = []
+	/** The log's bytes (candidates point into them). */
+	private data: Buffer | null = null
+	private cands = 0
+	private cSeq = new Float64Array(1024)
+	/** Where its Create record's fields start. */
+	private cCreate = new Float64Array(1024)
+	/** Where its Claim record's fields start (0: not claimed). */
+	private cClaim = new Float64Array(1024)
+	private cClaimNow = new Float64Array(1024)
+	private cDoneNow = new Float64Array(1024)
+	/** Where its output starts (its length varint). */
+	private cOutput = new Float64Array(1024)
+	/** PENDING, ACTIVE, COMPLETED, or 0 when it became a row or was removed. */
+	private cState = new Uint8Array(1024)
+	/** Candidates claimed and not settled (made rows if a waiter shows up: it may be theirs). */
+	private readonly cActive = new Set<number>()
+	/** The highest seq put in the memory storage's rows, and whether one came after a higher one. */
+	private lastRowSeq = 0
+	private disordered = false
+	/** Numbers of a job going to the archive (reused). */
+	private readonly nums: [number, number, number, number, number, number, number, number] = [
+		0, 0, 0, 0, 0, 0, 0, 0,
+	]
 	/** Job names seen, so a million jobs share one string per name. */
 	private readonly names = new Map<string, string>()
 	/** Whether the log began with a snapshot. */
@@ -336,7 +385,136 @@ export class Replayer {
 	private row(r: Reader, seq: number): Row {
 		const row = this.bySeq[seq]
 		if (row === undefined) r.fail(`job #${seq} is unknown`)
+		return typeof row === 'number' ? this.materialize(row) : row
+	}
+
+	private addCandidate(seq: number, createAt: number): void {
+		const c = this.cands++
+		if (c === this.cState.length) {
+			const n = c * 2
+			this.cSeq = grown(this.cSeq, n)
+			this.cCreate = grown(this.cCreate, n)
+			this.cClaim = grown(this.cClaim, n)
+			this.cClaimNow = grown(this.cClaimNow, n)
+			this.cDoneNow = grown(this.cDoneNow, n)
+			this.cOutput = grown(this.cOutput, n)
+			this.cState = grown(this.cState, n)
+		}
+		this.cSeq[c] = seq
+		this.cCreate[c] = createAt
+		this.cState[c] = PENDING
+		this.bySeq[seq] = c
+		if (seq > this.mem.seq) this.mem.seq = seq
+	}
+
+	/** Reads the fields of a Create record (after its type byte). */
+	private readCreate(r: Reader) {
+		const seq = r.uint()
+		const id = r.str()
+		const name = this.name(r.str())
+		const input = r.str() as JsonText
+		const priority = r.num()
+		const runAt = r.num()
+		const maxAttempts = r.num()
+		const dedupeKey = r.nstr()
+		const dedupeScope = scopeOf(r.u8(), r) ?? 'pending+active'
+		const idempotencyKey = r.nstr()
+		const parentId = r.nstr()
+		const backoff = r.nstr() as JsonText | null
+		const now = r.num()
+		const claimed = r.u8() === 1
+		const lease = claimed ? { owner: r.str(), token: r.str(), expiresAt: r.num() } : null
+		const concurrency = readConcurrency(r)
+		const job = {
+			id,
+			name,
+			input,
+			priority,
+			runAt,
+			maxAttempts,
+			dedupeKey,
+			dedupeScope,
+			idempotencyKey,
+			parentId,
+			backoff,
+			concurrency,
+		}
+		return { seq, job, now, lease }
+	}
+
+	/**
+	 * Reads a Create record (after its type byte) far enough to tell whether it makes a plain
+	 * job; if so, returns its seq and leaves `r` after the record, else returns -1 and leaves `r`
+	 * where it was.
+	 */
+	private plainCreate(r: Reader): number {
+		const start = r.pos
+		const seq = r.uint()
+		r.span() // id
+		r.span() // name
+		r.span() // input
+		r.skipNum() // priority
+		r.skipNum() // runAt
+		r.skipNum() // maxAttempts
+		let plain = r.nspan() === -1 // dedupe key
+		r.u8() // dedupe scope
+		plain = r.nspan() === -1 && plain // idempotency key
+		plain = r.nspan() === -1 && plain // parent
+		plain = r.nspan() === -1 && plain // backoff
+		r.skipNum() // now
+		plain = r.u8() === 0 && plain // claimed at once
+		plain = r.u8() === 0 && plain // concurrency
+		if (!plain) r.pos = start
+		return plain ? seq : -1
+	}
+
+	private reader: Reader | null = null
+
+	/** A reader of the log's bytes from `at` on (one, reused). */
+	private at(at: number): Reader {
+		const data = this.data!
+		if (this.reader?.buf !== data) this.reader = Reader.of(data, at, data.length, 0)
+		this.reader.pos = at
+		return this.reader
+	}
+
+	/** Makes candidate `c` a row, as it would be had it been one all along. */
+	private materialize(c: number): Row {
+		const state = this.cState[c]!
+		const { seq, job, now } = this.readCreate(this.at(this.cCreate[c]!))
+		const row = newRow(job.id, job.name, job.input, job.priority, job.runAt, job.maxAttempts, now, seq)
+		if (state !== PENDING) {
+			const claimNow = this.cClaimNow[c]!
+			row.attempt = 1
+			row.startedAt = claimNow
+			row.updatedAt = claimNow
+			if (state === ACTIVE) {
+				const r = this.at(this.cClaim[c]!)
+				r.num() // now
+				row.status = 'active'
+				row.leaseOwner = r.str()
+				row.leaseToken = r.str()
+				row.leaseExpiresAt = r.num()
+			} else {
+				const r = this.at(this.cOutput[c]!)
+				row.status = 'completed'
+				row.output = r.str() as JsonText
+				row.updatedAt = this.cDoneNow[c]!
+				row.finishedAt = this.cDoneNow[c]!
+			}
+		}
+		this.cState[c] = 0
+		this.cActive.delete(c)
+		this.mem.restore(row)
+		this.bySeq[seq] = row
+		this.placed(seq)
 		return row
+	}
+
+	/** Notes a row put in the memory storage's rows. */
+	private placed(seq: number): void {
+		if (seq < this.lastRowSeq) this.disordered = true
+		else this.lastRowSeq = seq
 	}
 
 	private name(s: string): string {
@@ -349,52 +527,28 @@ export class Replayer {
 	/** Applies every record of one frame. `first` is true for the log's first frame. */
 	apply(r: Reader, first: boolean): void {
 		const mem = this.mem
+		this.data ??= r.buf
 		while (!r.done) {
 			const start = r.pos
 			const type = r.u8()
 			this.records++
 			switch (type) {
 				case Rec.Create: {
-					const seq = r.uint()
-					const id = r.str()
-					const name = this.name(r.str())
-					const input = r.str() as JsonText
-					const priority = r.num()
-					const runAt = r.num()
-					const maxAttempts = r.num()
-					const dedupeKey = r.nstr()
-					const dedupeScope = scopeOf(r.u8(), r) ?? 'pending+active'
-					const idempotencyKey = r.nstr()
-					const parentId = r.nstr()
-					const backoff = r.nstr() as JsonText | null
-					const now = r.num()
-					const claimed = r.u8() === 1
-					const lease = claimed ? { owner: r.str(), token: r.str(), expiresAt: r.num() } : null
-					const concurrency = readConcurrency(r)
+					const plain = this.plainCreate(r)
+					if (plain !== -1) {
+						if (this.bySeq[plain] !== undefined) r.fail(`job #${plain} is created twice`)
+						this.addCandidate(plain, start + 1)
+						break
+					}
+					const { seq, job, now, lease } = this.readCreate(r)
 					// A duplicate id would leave the map's size as it was (the replay fails then, so the
 					// row it overwrote does not matter); one lookup instead of two.
 					const size = mem.rows.size
 					mem.seq = seq - 1
-					const row = mem.create(
-						{
-							id,
-							name,
-							input,
-							priority,
-							runAt,
-							maxAttempts,
-							dedupeKey,
-							dedupeScope,
-							idempotencyKey,
-							parentId,
-							backoff,
-							concurrency,
-						},
-						now,
-						lease,
-					)
-					if (mem.rows.size === size) r.fail(`job ${id} is created twice`)
+					const row = mem.create(job, now, lease)
+					if (mem.rows.size === size) r.fail(`job ${job.id} is created twice`)
 					this.bySeq[seq] = row
+					this.placed(seq)
 					break
 				}
 				case Rec.Claim: {
@@ -404,13 +558,40 @@ export class Replayer {
 					const expiresAt = r.num()
 					const n = r.uint()
 					for (let i = 0; i < n; i++) {
-						const row = this.row(r, r.uint())
+						const seq = r.uint()
+						const c = this.bySeq[seq]
+						if (typeof c === 'number' && this.cState[c] === PENDING) {
+							this.cState[c] = ACTIVE
+							this.cClaim[c] = start + 1
+							this.cClaimNow[c] = now
+							this.cActive.add(c)
+							continue
+						}
+						const row = this.row(r, seq)
 						if (row.status !== 'pending') r.fail(`job ${row.id} is claimed while ${row.status}`)
 						mem.applyClaim(row, owner, token, expiresAt, now)
 					}
 					break
 				}
 				case Rec.Completed: {
+					const at = r.pos
+					const seq = r.uint()
+					const c = this.bySeq[seq]
+					if (typeof c === 'number' && this.cState[c] === ACTIVE) {
+						this.cDoneNow[c] = r.num()
+						this.cOutput[c] = r.pos
+						r.span()
+						this.cActive.delete(c)
+						if (r.u8() === 1) {
+							// Completed and removed at once: nothing of it is left.
+							this.cState[c] = 0
+							this.bySeq[seq] = undefined
+						} else {
+							this.cState[c] = COMPLETED
+						}
+						break
+					}
+					r.pos = at
 					const row = this.active(r)
 					const now = r.num()
 					const output = r.str() as JsonText
@@ -473,7 +654,14 @@ export class Replayer {
 					break
 				}
 				case Rec.Removed: {
-					const row = this.row(r, r.uint())
+					const seq = r.uint()
+					const c = this.bySeq[seq]
+					if (typeof c === 'number' && this.cState[c] === COMPLETED) {
+						this.cState[c] = 0
+						this.bySeq[seq] = undefined
+						break
+					}
+					const row = this.row(r, seq)
 					mem.remove(row)
 					this.bySeq[row.seq] = undefined
 					break
@@ -500,6 +688,8 @@ export class Replayer {
 					break
 				}
 				case Rec.Waiter: {
+					// Its job may be a claimed candidate (the record names it by id, not seq).
+					for (const c of [...this.cActive]) this.materialize(c)
 					const id = r.str()
 					const jobId = r.str()
 					const topic = r.str()
@@ -562,8 +752,80 @@ export class Replayer {
 
 	/** After the last record: the sequence counter as it was. */
 	finish(seq: number): void {
-		if (seq > this.mem.seq) this.mem.seq = seq
+		const mem = this.mem
+		if (this.cands > 0) {
+			let completed = 0
+			for (let c = 0; c < this.cands; c++) if (this.cState[c] === COMPLETED) completed++
+			const archive = new Archive(completed)
+			for (let c = 0; c < this.cands; c++) {
+				const state = this.cState[c]
+				if (state === 0) continue
+				if (state !== COMPLETED || !this.archiveOne(archive, c)) this.materialize(c)
+			}
+			if (archive.size > 0) mem.attachArchive(archive)
+		}
+		if (this.disordered) {
+			// Rows made from candidates came after rows of higher seqs: put them back in seq order.
+			const rows = [...mem.rows.values()].sort((a, b) => a.seq - b.seq)
+			mem.rows.clear()
+			for (const row of rows) mem.rows.set(row.id, row)
+		}
+		if (seq > mem.seq) mem.seq = seq
 		this.bySeq.length = 0
+		this.data = null
+		this.reader = null
+	}
+
+	private lastName = { start: 0, end: 0, id: -1 }
+
+	/** Puts completed candidate `c` in the archive; false if it has no room. */
+	private archiveOne(archive: Archive, c: number): boolean {
+		const data = this.data!
+		const r = this.at(this.cCreate[c]!)
+		const seq = r.uint()
+		const idStart = r.span()
+		const idEnd = r.pos
+		const nameStart = r.span()
+		const nameEnd = r.pos
+		const inputStart = r.span()
+		const inputEnd = r.pos
+		const nums = this.nums
+		nums[0] = r.num() // priority
+		nums[1] = r.num() // runAt
+		nums[2] = 1 // attempt
+		nums[3] = r.num() // maxAttempts
+		r.nspan()
+		r.u8()
+		r.nspan()
+		r.nspan()
+		r.nspan()
+		nums[4] = r.num() // createdAt
+		const done = this.cDoneNow[c]!
+		nums[5] = done // updatedAt
+		nums[6] = this.cClaimNow[c]! // startedAt
+		nums[7] = done // finishedAt
+		const last = this.lastName
+		if (
+			last.id === -1 ||
+			nameEnd - nameStart !== last.end - last.start ||
+			data.compare(data, last.start, last.end, nameStart, nameEnd) !== 0
+		) {
+			last.id = archive.nameId(this.name(data.toString('utf8', nameStart, nameEnd)))
+			last.start = nameStart
+			last.end = nameEnd
+		}
+		r.pos = this.cOutput[c]!
+		const outputStart = r.span()
+		let added: boolean
+		try {
+			added = archive.add(seq, last.id, nums, data, idStart, idEnd, inputStart, inputEnd, outputStart, r.pos)
+		} catch {
+			throw new StorageCorruptError(
+				`The file log has job ${data.toString('utf8', idStart, idEnd)} created twice. The file was left as it is.`,
+			)
+		}
+		if (added) this.cState[c] = 0
+		return added
 	}
 
 	private active(r: Reader): Row {
