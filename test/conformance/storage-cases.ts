@@ -99,6 +99,17 @@ export function storageCases(factory: StorageFactory): void {
 			expect((await s.getStats({})).total.pending).toBe(3)
 		})
 
+		it('creates an id given twice in one batch once, the second finding the first', async () => {
+			const a = newJob()
+			const b = newJob()
+			expect(await s.enqueue({ jobs: [a, b, newJob({ id: a.id })], now: T0 })).toEqual([
+				{ status: 'created', id: a.id },
+				{ status: 'created', id: b.id },
+				{ status: 'existing', id: a.id },
+			])
+			expect((await s.getStats({})).total.pending).toBe(2)
+		})
+
 		it('applies keys within one batch too', async () => {
 			const results = await s.enqueue({
 				jobs: [

@@ -138,3 +138,33 @@ it('writes on close the enqueues already called', async () => {
 	const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${s}".jobs`)
 	expect(rows[0].n).toBe(5)
 })
+
+it('stores ids, names and inputs exactly as given, whatever characters they hold', async () => {
+	const storage = await openStorage()
+	const texts = [
+		'{"q":"say \\"hi\\"","path":"C:\\\\dir\\\\file","nl":"a\\nb","u":"\\u0000é😀"}',
+		'[1, 2,  {"spaced" :  true}]',
+		'"a string"',
+		'null',
+		'-1.5e-7',
+		'{"nested":{"a":[{"b":"}{,]["}]}}',
+	]
+	const jobs = texts.map((input, i) =>
+		newJob({
+			id: `id "${i}" \\ {x,y} NULL`,
+			name: i % 2 ? 'na"me\\' : 'plain',
+			input: input as JsonText,
+			parentId: i === 2 ? 'parent "p" \\' : null,
+			backoff: i === 3 ? ('{"initial":"1s"}' as JsonText) : null,
+		}),
+	)
+	const results = await storage.enqueue({ jobs, now: 1_000 })
+	expect(results.map((r) => r.status)).toEqual(texts.map(() => 'created'))
+	for (const j of jobs) {
+		const row = await storage.getJob({ id: j.id })
+		expect(row?.input).toBe(j.input)
+		expect(row?.name).toBe(j.name)
+		expect(row?.parentId).toBe(j.parentId)
+		expect(row?.backoff).toBe(j.backoff)
+	}
+})

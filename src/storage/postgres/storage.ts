@@ -339,9 +339,15 @@ export class PostgresStorage implements Storage {
 			for (const job of jobs) out.push(await this.enqueueFlow(run, job, now))
 			return out
 		}
-		if (!hasKeys(jobs) && distinctIds(jobs)) {
+		// Outside a transaction the plain insert finds duplicate ids itself (unique_violation).
+		if (!hasKeys(jobs) && (autocommit || distinctIds(jobs))) {
 			return this.insertPlain(run, jobs, now, autocommit)
 		}
+		return this.insertKeyed(run, jobs, now)
+	}
+
+	/** Jobs with keys (or ids repeated in the batch), one after another in one statement. */
+	private async insertKeyed(run: Runner, jobs: readonly NewJob[], now: number): Promise<EnqueueResult[]> {
 		const rows = await run<{ status: EnqueueResult['status']; id: string }>('enqueueKeyed', [
 			JSON.stringify(jobs.map(toKeyedRecord)),
 			now,
@@ -350,8 +356,9 @@ export class PostgresStorage implements Storage {
 	}
 
 	/**
-	 * Inserts jobs without keys whose ids are distinct, in one statement. `now`: one time for all,
-	 * or one per job (a batch of several calls). `autocommit`: see enqueueWith.
+	 * Inserts jobs without keys in one statement. `now`: one time for all, or one per job (a batch
+	 * of several calls, whose ids are distinct). `autocommit`: see enqueueWith; without it the ids
+	 * must be distinct.
 	 */
 	private async insertPlain(
 		run: Runner,
@@ -368,6 +375,8 @@ export class PostgresStorage implements Storage {
 				// An id that exists already: the statement inserted nothing; insertMany sorts it out.
 				if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err
 			}
+			// Or an id given twice in this call: the first is created, the others find it.
+			if (!distinctIds(jobs)) return this.insertKeyed(run, jobs, typeof now === 'number' ? now : now[0]!)
 		}
 		const rows = await run<{ id: string }>('insertMany', values)
 		const created = new Set(rows.map((r) => r.id))
@@ -1002,9 +1011,12 @@ function distinctIds(jobs: readonly NewJob[]): boolean {
 const UNIQUE_VIOLATION = '23505'
 
 /**
- * The parameters of insertMany and insertManyFresh: the jobs' fields as parallel arrays. A column
- * that is null in every job goes as a null array (unnest pads it with nulls), which spares
- * building, sending and parsing an array of nulls.
+ * The parameters of insertMany and insertManyFresh: the jobs' fields as parallel arrays, written
+ * here as array literals (one string each, built with a join: pg's own array encoding escapes
+ * element by element and was a fifth of a bulk enqueue's JavaScript time), and the inputs as one
+ * JSON array of the jobs' JSON texts joined, which needs no escaping at all (the server splits it
+ * with json_array_elements, keeping each element's text as written). A column that is null in
+ * every job goes as null (unnest pads it with nulls).
  */
 function insertValues(jobs: readonly NewJob[], now: number | readonly number[]): unknown[] {
 	const n = jobs.length
@@ -1014,51 +1026,65 @@ function insertValues(jobs: readonly NewJob[], now: number | readonly number[]):
 	const priorities = new Array<number>(n)
 	const runAts = new Array<number>(n)
 	const maxAttempts = new Array<number>(n)
-	const parentIds = new Array<string | null>(n)
-	const backoffs = new Array<string | null>(n)
-	const keys = new Array<string | null>(n)
-	const limits = new Array<number | null>(n)
-	const windows = new Array<number | null>(n)
-	const rollings = new Array<boolean | null>(n)
 	let anyParent = false
 	let anyBackoff = false
 	let anyConcurrency = false
+	let lastName = ''
+	let lastQuoted = ''
 	for (let i = 0; i < n; i++) {
 		const j = jobs[i]!
-		ids[i] = j.id
-		names[i] = j.name
+		ids[i] = quote(j.id)
+		// A batch is mostly one job name: quote it once.
+		if (j.name !== lastName || i === 0) {
+			lastName = j.name
+			lastQuoted = quote(j.name)
+		}
+		names[i] = lastQuoted
 		inputs[i] = j.input
 		priorities[i] = j.priority
 		runAts[i] = j.runAt
 		maxAttempts[i] = j.maxAttempts
-		parentIds[i] = j.parentId
 		anyParent ||= j.parentId !== null
-		backoffs[i] = j.backoff
 		anyBackoff ||= j.backoff !== null
-		const c = j.concurrency
-		keys[i] = c?.key ?? null
-		limits[i] = c?.limit ?? null
-		windows[i] = c?.windowMs ?? null
-		rollings[i] = c ? c.rolling : null
-		anyConcurrency ||= c != null
+		anyConcurrency ||= j.concurrency != null
 	}
-	const ifAny = <T>(any: boolean, column: T[]): T[] | null => (any ? column : null)
+	const column = <T>(get: (j: NewJob) => T | null | undefined, put: (v: T) => string): string => {
+		const parts = new Array<string>(n)
+		for (let i = 0; i < n; i++) {
+			const v = get(jobs[i]!)
+			parts[i] = v === null || v === undefined ? 'NULL' : put(v)
+		}
+		return `{${parts.join(',')}}`
+	}
 	return [
-		ids,
-		names,
-		inputs,
-		priorities,
-		runAts,
-		maxAttempts,
-		ifAny(anyParent, parentIds),
-		ifAny(anyBackoff, backoffs),
-		ifAny(anyConcurrency, keys),
-		ifAny(anyConcurrency, limits),
-		ifAny(anyConcurrency, windows),
-		ifAny(anyConcurrency, rollings),
+		`{${ids.join(',')}}`,
+		`{${names.join(',')}}`,
+		`[${inputs.join(',')}]`,
+		`{${priorities.join(',')}}`,
+		`{${runAts.join(',')}}`,
+		`{${maxAttempts.join(',')}}`,
+		anyParent ? column((j) => j.parentId, quote) : null,
+		anyBackoff ? column((j) => j.backoff, quote) : null,
+		anyConcurrency ? column((j) => j.concurrency?.key, quote) : null,
+		anyConcurrency ? column((j) => j.concurrency?.limit, String) : null,
+		anyConcurrency ? column((j) => j.concurrency?.windowMs, String) : null,
+		anyConcurrency
+			? column(
+					(j) => j.concurrency?.rolling,
+					(v) => (v ? 't' : 'f'),
+				)
+			: null,
 		typeof now === 'number' ? now : now[0],
-		typeof now === 'number' ? null : now,
+		typeof now === 'number' ? null : `{${now.join(',')}}`,
 	]
+}
+
+const ARRAY_SPECIAL = /[\\"]/
+const ARRAY_SPECIAL_ALL = /[\\"]/g
+
+/** A string as an element of a PostgreSQL array literal: double-quoted, `\\` and `"` escaped. */
+function quote(value: string): string {
+	return `"${ARRAY_SPECIAL.test(value) ? value.replace(ARRAY_SPECIAL_ALL, '\\$&') : value}"`
 }
 
 function toKeyedRecord(j: NewJob) {

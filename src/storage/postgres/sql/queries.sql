@@ -3,17 +3,20 @@
 -- A header gives the query's name and its parameters in order.
 
 -- name: insertMany
--- params: $1 ids text[], $2 names text[], $3 inputs text[], $4 priorities integer[], $5 run_ats bigint[], $6 max_attempts integer[], $7 parent_ids text[], $8 backoffs text[], $9 concurrency_keys text[], $10 concurrency_limits integer[], $11 concurrency_windows bigint[], $12 concurrency_rollings boolean[], $13 now bigint, $14 nows bigint[] (each job's own time, or null: $13 for all)
+-- params: $1 ids text[], $2 names text[], $3 inputs json (an array of the jobs' inputs), $4 priorities integer[], $5 run_ats bigint[], $6 max_attempts integer[], $7 parent_ids text[], $8 backoffs text[], $9 concurrency_keys text[], $10 concurrency_limits integer[], $11 concurrency_windows bigint[], $12 concurrency_rollings boolean[], $13 now bigint, $14 nows bigint[] (each job's own time, or null: $13 for all)
 -- The bulk enqueue of jobs without keys: one statement for any number of jobs, their fields as
--- parallel arrays (array_in parses them far faster than json_to_recordset). An id that exists
+-- parallel arrays (array_in parses them far faster than json_to_recordset), their inputs as one
+-- JSON array whose elements keep their text as written (json, not jsonb). An id that exists
 -- already is left alone (its job is the enqueue's result); the ids inserted come back.
 INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
   concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling, created_at, updated_at)
-SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
+SELECT t.id, t.name, t.input::text, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
   t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling,
   coalesce(t.now, $13), coalesce(t.now, $13)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::integer[], $7::text[],
-  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[], $14::bigint[]) WITH ORDINALITY
+FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), json_array_elements($3::json),
+  unnest($4::integer[]), unnest($5::bigint[]), unnest($6::integer[]), unnest($7::text[]),
+  unnest($8::text[]), unnest($9::text[]), unnest($10::integer[]), unnest($11::bigint[]),
+  unnest($12::boolean[]), unnest($14::bigint[])) WITH ORDINALITY
   AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_key,
     concurrency_limit, concurrency_window, concurrency_rolling, now, n)
 ORDER BY t.n
@@ -29,11 +32,13 @@ RETURNING id;
 -- the storage runs insertMany instead. Every job is created, so nothing comes back.
 INSERT INTO {{schema}}.jobs (id, name, input, status, priority, run_at, max_attempts, parent_id, backoff,
   concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling, created_at, updated_at)
-SELECT t.id, t.name, t.input, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
+SELECT t.id, t.name, t.input::text, 'pending', t.priority, t.run_at, t.max_attempts, t.parent_id, t.backoff,
   t.concurrency_key, t.concurrency_limit, t.concurrency_window, t.concurrency_rolling,
   coalesce(t.now, $13), coalesce(t.now, $13)
-FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[], $6::integer[], $7::text[],
-  $8::text[], $9::text[], $10::integer[], $11::bigint[], $12::boolean[], $14::bigint[]) WITH ORDINALITY
+FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), json_array_elements($3::json),
+  unnest($4::integer[]), unnest($5::bigint[]), unnest($6::integer[]), unnest($7::text[]),
+  unnest($8::text[]), unnest($9::text[]), unnest($10::integer[]), unnest($11::bigint[]),
+  unnest($12::boolean[]), unnest($14::bigint[])) WITH ORDINALITY
   AS t(id, name, input, priority, run_at, max_attempts, parent_id, backoff, concurrency_key,
     concurrency_limit, concurrency_window, concurrency_rolling, now, n)
 ORDER BY t.n;
