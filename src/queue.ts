@@ -901,20 +901,46 @@ class QueueImpl<J, P> {
 				`The ${this.storage.description} storage cannot enqueue inside your transaction (tx): only the PostgreSQL storage can.`,
 			)
 		}
-		const results = await this.storage.enqueue(
-			tx === undefined ? { jobs: rows, now: this.clock.now() } : { jobs: rows, now: this.clock.now(), tx },
-		)
-		for (let i = 0; i < results.length; i++) {
-			const r = results[i]!
-			if (r.status !== 'created') continue
-			const row = rows[i]!
-			this.events.emit('enqueued', { id: r.id, name: row.name }, undefined)
-			const b = this.bound.get(row.name)
-			if (b) {
-				await b.trigger(r.id, inputs[i])
+		// This process's worker waiting with free slots claims in the enqueue's own transaction: a job
+		// enqueued here starts after one commit, not two (the enqueue's, then the claim's).
+		const request =
+			tx === undefined && !this.inline && this.storage.enqueueAndClaim
+				? (this.worker?.takeClaim() ?? null)
+				: null
+		let results: EnqueueResult[]
+		let claimed: ClaimedJob[] = []
+		if (request) {
+			try {
+				;({ results, claimed } = await this.storage.enqueueAndClaim!({
+					jobs: rows,
+					now: this.clock.now(),
+					claim: request,
+				}))
+			} catch (err) {
+				this.worker!.gotClaim(null, request)
+				throw err
 			}
+		} else {
+			results = await this.storage.enqueue(
+				tx === undefined ? { jobs: rows, now: this.clock.now() } : { jobs: rows, now: this.clock.now(), tx },
+			)
 		}
-		if (this.worker && results.some((r) => r.status === 'created')) {
+		try {
+			for (let i = 0; i < results.length; i++) {
+				const r = results[i]!
+				if (r.status !== 'created') continue
+				const row = rows[i]!
+				this.events.emit('enqueued', { id: r.id, name: row.name }, undefined)
+				const b = this.bound.get(row.name)
+				if (b) {
+					await b.trigger(r.id, inputs[i])
+				}
+			}
+		} finally {
+			// The claimed jobs start after their `enqueued` events, whatever happened meanwhile.
+			if (request) this.worker!.gotClaim(claimed, request)
+		}
+		if (!request && this.worker && results.some((r) => r.status === 'created')) {
 			this.worker.notify()
 			// Inline mode runs the work now, except from inside a handler (it would wait on itself).
 			if (this.inline && !currentRun.getStore()) await this.worker.drain()

@@ -235,6 +235,12 @@ export interface SettleAndClaimResult {
 	readonly claimed: ClaimedJob[]
 }
 
+/** What `enqueueAndClaim` did: each job's enqueue result, in order, then the jobs claimed. */
+export interface EnqueueAndClaimResult {
+	readonly results: EnqueueResult[]
+	readonly claimed: ClaimedJob[]
+}
+
 /** The recorded state of one durable step. */
 export type StepState = 'started' | 'completed' | 'failed'
 
@@ -360,6 +366,19 @@ export interface Storage {
 		readonly now: number
 		readonly tx?: unknown
 	}): Promise<EnqueueResult[]>
+
+	/**
+	 * Optional: `enqueue`, then `claim`, as one call: one transaction and one commit. A process
+	 * whose own worker has free slots enqueues with it, so a job it enqueues can start after that
+	 * one commit instead of two (the enqueue's, then the worker's claim). The claim is an ordinary
+	 * claim (claim order, single-flight, concurrency keys, paused names): it may take older due jobs
+	 * rather than the ones just enqueued. Never given a `tx`.
+	 */
+	enqueueAndClaim?(params: {
+		readonly jobs: readonly NewJob[]
+		readonly now: number
+		readonly claim: ClaimRequest
+	}): Promise<EnqueueAndClaimResult>
 
 	/**
 	 * Moves up to `limit` due pending jobs of the given names to active under a new lease, in claim

@@ -250,10 +250,11 @@ export class Worker {
 	}
 
 	/**
-	 * The completer is about to write outcomes: claim with them when the loop waits for slots (full)
-	 * or for work (idle) and slots are free. The loop counts as fetching until `gotClaim`.
+	 * A write is about to be made (the completer's outcomes, or an enqueue of this process with
+	 * `enqueueAndClaim`): claim with it when the loop waits for slots (full) or for work (idle) and
+	 * slots are free. The loop counts as fetching until `gotClaim`, so one write claims at a time.
 	 */
-	private takeClaim(): ClaimRequest | null {
+	takeClaim(): ClaimRequest | null {
 		if (this.mode === 'fetching') {
 			// The loop is claiming: have it look again for the slot this write frees.
 			this.wakeRequested = true
@@ -278,8 +279,8 @@ export class Worker {
 		}
 	}
 
-	/** What the completer's write claimed (null: the write failed and claimed nothing). */
-	private gotClaim(claimed: ClaimedJob[] | null, request: ClaimRequest): void {
+	/** What the write of a `takeClaim` request claimed (null: the write failed and claimed nothing). */
+	gotClaim(claimed: ClaimedJob[] | null, request: ClaimRequest): void {
 		if (this.mode !== 'fetching') {
 			// Closed meanwhile: give the jobs straight back.
 			for (const job of claimed ?? []) {

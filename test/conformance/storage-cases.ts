@@ -427,6 +427,51 @@ export function storageCases(factory: StorageFactory): void {
 		})
 	})
 
+	describe('enqueueAndClaim (optional)', () => {
+		it('enqueues, then claims in claim order among all due jobs, in one call', async (ctx) => {
+			if (!s.enqueueAndClaim) return ctx.skip('this storage has no enqueueAndClaim')
+			const older = newJob({ priority: 1 })
+			await s.enqueue({ jobs: [older], now: T0 })
+			const urgent = newJob({ priority: 0 })
+			const later = newJob({ runAt: T0 + 1000 })
+			const again = newJob({ id: older.id })
+			const r = await s.enqueueAndClaim({
+				jobs: [urgent, later, again],
+				now: T0,
+				claim: { names: ['work'], owner: 'w1', limit: 5, leaseMs: 1000 },
+			})
+			expect(r.results).toEqual([
+				{ status: 'created', id: urgent.id },
+				{ status: 'created', id: later.id },
+				{ status: 'existing', id: older.id },
+			])
+			// The new job first (priority 0), then the older one; the one not due yet stays pending.
+			expect(r.claimed.map((j) => j.id)).toEqual([urgent.id, older.id])
+			expect(r.claimed[0]).toMatchObject({ attempt: 1, lease: { owner: 'w1', expiresAt: T0 + 1000 } })
+			expect(await s.getJob({ id: urgent.id })).toMatchObject({ status: 'active', attempt: 1 })
+			expect(await s.getJob({ id: later.id })).toMatchObject({ status: 'pending', attempt: 0 })
+			// The lease is a real one: the token settles the job, and a claim finds nothing more due.
+			const token = r.claimed[0]!.lease.token
+			expect(
+				await s.settle({ outcomes: [{ kind: 'completed', id: urgent.id, token, output: json(1) }], now: T0 }),
+			).toEqual([{ id: urgent.id, ok: true }])
+			expect(await s.claim(claimParams())).toEqual([])
+		})
+
+		it('claims at most the limit, nothing with limit 0, and no job of a paused name', async (ctx) => {
+			if (!s.enqueueAndClaim) return ctx.skip('this storage has no enqueueAndClaim')
+			const claim = { names: ['work'], owner: 'w1', limit: 0, leaseMs: 1000 }
+			const none = await s.enqueueAndClaim({ jobs: [newJob()], now: T0, claim })
+			expect(none.claimed).toEqual([])
+			const jobs = [newJob(), newJob()]
+			const one = await s.enqueueAndClaim({ jobs, now: T0, claim: { ...claim, limit: 1 } })
+			expect(one.claimed).toHaveLength(1)
+			await s.setPaused({ name: 'work', paused: true, now: T0 })
+			const paused = await s.enqueueAndClaim({ jobs: [newJob()], now: T0, claim: { ...claim, limit: 10 } })
+			expect(paused).toMatchObject({ results: [{ status: 'created' }], claimed: [] })
+		})
+	})
+
 	describe('dead letters', () => {
 		it('replays one by id and all of a name, with attempts reset', async () => {
 			const jobs = [

@@ -3,6 +3,9 @@
  * on one host: every write is an IMMEDIATE transaction, so claims are exclusive across processes,
  * and `synchronous=FULL` (the default) makes a returned enqueue survive power loss.
  *
+ * Enqueues made together share one transaction (group commit, see `enqueue`), and an enqueue can
+ * claim for this process's idle worker in the same transaction (`enqueueAndClaim`).
+ *
  * better-sqlite3 is synchronous: each method does its work in one transaction and returns. That
  * blocks the event loop for the length of a transaction (tens of microseconds, plus an fsync on
  * commit), which costs less than the thread hop an async driver would add.
@@ -33,6 +36,7 @@ import {
 	type ClaimOrEnqueueResult,
 	type ClaimRequest,
 	type DedupeScope,
+	type EnqueueAndClaimResult,
 	type EnqueueResult,
 	emptyCounts,
 	type JobPage,
@@ -76,8 +80,8 @@ export interface SqliteStorageOptions {
 
 /** One `enqueue` call waiting for the group commit. */
 interface GroupedEnqueue {
-	readonly params: { readonly jobs: readonly NewJob[]; readonly now: number }
-	readonly resolve: (results: EnqueueResult[]) => void
+	readonly params: { readonly jobs: readonly NewJob[]; readonly now: number; readonly claim?: ClaimRequest }
+	readonly resolve: (result: EnqueueAndClaimResult) => void
 	readonly reject: (error: unknown) => void
 }
 
@@ -222,6 +226,19 @@ export class SqliteStorage implements Storage {
 	 * callback runs (a worker's settle among them), as when enqueues were written at once.
 	 */
 	async enqueue(params: { jobs: readonly NewJob[]; now: number }): Promise<EnqueueResult[]> {
+		return (await this.grouped(params)).results
+	}
+
+	/** Enqueues and claims in one transaction (grouped with the other enqueues of its microtask): one commit. */
+	async enqueueAndClaim(params: {
+		jobs: readonly NewJob[]
+		now: number
+		claim: ClaimRequest
+	}): Promise<EnqueueAndClaimResult> {
+		return this.grouped(params)
+	}
+
+	private grouped(params: GroupedEnqueue['params']): Promise<EnqueueAndClaimResult> {
 		if (!this.db)
 			throw new StorageUnavailableError(`${this.description} is not open (closed, or open() not awaited).`)
 		return new Promise((resolve, reject) => {
@@ -235,7 +252,10 @@ export class SqliteStorage implements Storage {
 		const batch = this.enqueues
 		if (batch.length === 0) return
 		this.enqueues = []
-		const insert = (p: GroupedEnqueue['params']) => p.jobs.map((job) => this.insertOne(job, p.now))
+		const insert = (p: GroupedEnqueue['params']): EnqueueAndClaimResult => ({
+			results: p.jobs.map((job) => this.insertOne(job, p.now)),
+			claimed: p.claim ? this.claimIn(p.claim, p.now) : [],
+		})
 		if (batch.length === 1) {
 			const one = batch[0]!
 			try {
@@ -246,7 +266,7 @@ export class SqliteStorage implements Storage {
 			return
 		}
 		const db = this.db
-		const outcomes: ({ ok: true; value: EnqueueResult[] } | { ok: false; error: unknown })[] = []
+		const outcomes: ({ ok: true; value: EnqueueAndClaimResult } | { ok: false; error: unknown })[] = []
 		try {
 			this.write(() => {
 				for (const e of batch) {
