@@ -210,6 +210,30 @@ export class Archive {
 		return this.gone[i] === 1
 	}
 
+	/** The bytes holding the strings (see `spans`). */
+	get bytes(): Buffer {
+		return this.blob
+	}
+
+	/** Where in `bytes` the id, input and output of slot `i` are: [id, idEnd = input, inputEnd = output, outputEnd]. */
+	spans(i: number, out: number[]): void {
+		const at = this.at[i]!
+		out[0] = at
+		out[1] = at + this.len[i * 3]!
+		out[2] = out[1] + this.len[i * 3 + 1]!
+		out[3] = out[2] + this.len[i * 3 + 2]!
+	}
+
+	/** Number `k` of slot `i`: priority, runAt, attempt, maxAttempts, createdAt, updatedAt, startedAt, finishedAt. */
+	numAt(i: number, k: number): number {
+		return this.num[i * 8 + k]!
+	}
+
+	/** Log lines added to slot `i` since it was archived. */
+	logsAt(i: number): readonly string[] {
+		return this.logs.get(i) ?? []
+	}
+
 	/** The job in slot `i` as a row (a new object each call; changing it changes nothing here). */
 	row(i: number): Row {
 		const b = this.blob

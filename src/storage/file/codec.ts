@@ -88,6 +88,17 @@ export class Writer {
 		}
 	}
 
+	/** A string given as its UTF-8 bytes `src[start, end)`. */
+	raw(src: Uint8Array, start: number, end: number, nullable = false): void {
+		const n = end - start
+		this.uint(nullable ? n + 1 : n)
+		this.ensure(n)
+		const b = this.buf
+		let p = this.pos
+		for (let i = start; i < end; i++) b[p++] = src[i]!
+		this.pos = p
+	}
+
 	/** A string or null. */
 	nstr(s: string | null): void {
 		if (s === null) {

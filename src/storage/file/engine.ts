@@ -31,7 +31,7 @@ import { type MemoryJournal, MemoryStorage, type Row } from '../memory.js'
 import { Reader, Writer } from './codec.js'
 import { crc32 } from './crc32.js'
 import { acquireLock, releaseLock } from './lock.js'
-import { encode, Rec, Replayer } from './records.js'
+import { encode, encodeArchived, Rec, Replayer } from './records.js'
 
 const MAGIC = 'SPOOLLOG'
 /** The format this code writes and reads. */
@@ -546,7 +546,7 @@ export class Engine implements MemoryJournal {
 			if (archive === null) return
 			for (; i < archive.slots && archive.seqAt(i) < below; i++) {
 				if (archive.removed(i)) continue
-				encode.row(w, archive.row(i))
+				encodeArchived(w, archive, i)
 				if (w.pos >= SNAPSHOT_FRAME) out()
 			}
 		}

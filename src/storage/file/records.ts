@@ -290,6 +290,42 @@ export const encode = {
 	},
 }
 
+const spans = [0, 0, 0, 0]
+
+/** A snapshot's Row record of archived job `i`, written from the archive's columns and bytes. */
+export function encodeArchived(w: Writer, a: Archive, i: number): void {
+	const b = a.bytes
+	a.spans(i, spans)
+	w.u8(Rec.Row)
+	w.uint(a.seqAt(i))
+	w.raw(b, spans[0]!, spans[1]!)
+	w.str(a.nameAt(i))
+	w.raw(b, spans[1]!, spans[2]!)
+	w.u8(STATUS_CODE.completed)
+	w.num(a.numAt(i, 0)) // priority
+	w.num(a.numAt(i, 1)) // runAt
+	w.num(a.numAt(i, 2)) // attempt
+	w.num(a.numAt(i, 3)) // maxAttempts
+	w.u8(0) // lease owner
+	w.u8(0) // lease token
+	w.u8(0) // dedupe key
+	w.u8(0) // dedupe scope
+	w.u8(0) // idempotency key
+	w.raw(b, spans[2]!, spans[3]!, true) // output
+	w.uint(0) // errors
+	const logs = a.logsAt(i)
+	w.uint(logs.length)
+	for (const l of logs) w.str(l)
+	w.u8(0) // parent
+	w.u8(0) // backoff
+	w.num(a.numAt(i, 4)) // createdAt
+	w.num(a.numAt(i, 5)) // updatedAt
+	w.num(a.numAt(i, 6)) // startedAt
+	w.num(a.numAt(i, 7)) // finishedAt
+	w.uint(0) // steps
+	w.u8(0) // concurrency
+}
+
 function writeStepIndex(w: Writer, row: Row, s: StepRow): void {
 	if (s.index === null) return
 	w.u8(Rec.StepIndex)
@@ -365,6 +401,8 @@ export class Replayer {
 	private cOutput = new Float64Array(1024)
 	/** PENDING, ACTIVE, COMPLETED, or 0 when it became a row or was removed. */
 	private cState = new Uint8Array(1024)
+	/** 1 if it comes from a snapshot's Row record (completed), 0 from a Create record. */
+	private cRow = new Uint8Array(1024)
 	/** Candidates claimed and not settled (made rows if a waiter shows up: it may be theirs). */
 	private readonly cActive = new Set<number>()
 	/** The highest seq put in the memory storage's rows, and whether one came after a higher one. */
@@ -388,7 +426,7 @@ export class Replayer {
 		return typeof row === 'number' ? this.materialize(row) : row
 	}
 
-	private addCandidate(seq: number, createAt: number): void {
+	private addCandidate(seq: number, createAt: number): number {
 		const c = this.cands++
 		if (c === this.cState.length) {
 			const n = c * 2
@@ -399,12 +437,54 @@ export class Replayer {
 			this.cDoneNow = grown(this.cDoneNow, n)
 			this.cOutput = grown(this.cOutput, n)
 			this.cState = grown(this.cState, n)
+			this.cRow = grown(this.cRow, n)
 		}
 		this.cSeq[c] = seq
 		this.cCreate[c] = createAt
 		this.cState[c] = PENDING
+		this.cRow[c] = 0
 		this.bySeq[seq] = c
 		if (seq > this.mem.seq) this.mem.seq = seq
+		return c
+	}
+
+	/**
+	 * Reads a snapshot's Row record (after its type byte) far enough to tell whether it is a plain
+	 * completed job (as the archive keeps them: no lease, keys, errors, logs, parent, backoff,
+	 * steps or concurrency); if so, returns its seq and leaves `r` after it, else returns -1 and
+	 * leaves `r` where it was.
+	 */
+	private plainRow(r: Reader): number {
+		const start = r.pos
+		const seq = r.uint()
+		r.span() // id
+		r.span() // name
+		r.span() // input
+		let plain = r.u8() === 3 // completed
+		r.skipNum() // priority
+		r.skipNum() // runAt
+		r.skipNum() // attempt
+		r.skipNum() // maxAttempts
+		plain = r.nspan() === -1 && plain // lease owner
+		plain = r.nspan() === -1 && plain // lease token
+		plain = r.nspan() === -1 && plain // dedupe key
+		r.u8() // dedupe scope
+		plain = r.nspan() === -1 && plain // idempotency key
+		plain = r.nspan() !== -1 && plain // output
+		plain = r.uint() === 0 && plain // errors
+		plain = r.uint() === 0 && plain // logs
+		if (plain) {
+			plain = r.nspan() === -1 // parent
+			plain = r.nspan() === -1 && plain // backoff
+			r.skipNum() // createdAt
+			r.skipNum() // updatedAt
+			plain = r.num() !== -1 && plain // startedAt
+			plain = r.num() !== -1 && plain // finishedAt
+			plain = r.uint() === 0 && plain // steps
+			plain = r.u8() === 0 && plain // concurrency
+		}
+		if (!plain) r.pos = start
+		return plain ? seq : -1
 	}
 
 	/** Reads the fields of a Create record (after its type byte). */
@@ -481,6 +561,14 @@ export class Replayer {
 	/** Makes candidate `c` a row, as it would be had it been one all along. */
 	private materialize(c: number): Row {
 		const state = this.cState[c]!
+		if (this.cRow[c] === 1) {
+			const row = this.readRow(this.at(this.cCreate[c]!))
+			this.cState[c] = 0
+			this.mem.restore(row)
+			this.bySeq[row.seq] = row
+			this.placed(row.seq)
+			return row
+		}
 		const { seq, job, now } = this.readCreate(this.at(this.cCreate[c]!))
 		const row = newRow(job.id, job.name, job.input, job.priority, job.runAt, job.maxAttempts, now, seq)
 		if (state !== PENDING) {
@@ -738,9 +826,18 @@ export class Replayer {
 				}
 				case Rec.Row: {
 					if (!this.snapshotSeen) r.fail('a snapshot row outside a snapshot')
+					const plain = this.plainRow(r)
+					if (plain !== -1) {
+						if (this.bySeq[plain] !== undefined) r.fail(`job #${plain} is in the snapshot twice`)
+						const c = this.addCandidate(plain, start + 1)
+						this.cState[c] = COMPLETED
+						this.cRow[c] = 1
+						break
+					}
 					const row = this.readRow(r)
 					mem.restore(row)
 					this.bySeq[row.seq] = row
+					this.placed(row.seq)
 					break
 				}
 				default:
@@ -790,20 +887,48 @@ export class Replayer {
 		const inputStart = r.span()
 		const inputEnd = r.pos
 		const nums = this.nums
-		nums[0] = r.num() // priority
-		nums[1] = r.num() // runAt
-		nums[2] = 1 // attempt
-		nums[3] = r.num() // maxAttempts
-		r.nspan()
-		r.u8()
-		r.nspan()
-		r.nspan()
-		r.nspan()
-		nums[4] = r.num() // createdAt
-		const done = this.cDoneNow[c]!
-		nums[5] = done // updatedAt
-		nums[6] = this.cClaimNow[c]! // startedAt
-		nums[7] = done // finishedAt
+		let outputStart: number
+		let outputEnd: number
+		if (this.cRow[c] === 1) {
+			r.u8() // status: completed
+			nums[0] = r.num() // priority
+			nums[1] = r.num() // runAt
+			nums[2] = r.num() // attempt
+			nums[3] = r.num() // maxAttempts
+			r.nspan()
+			r.nspan()
+			r.nspan()
+			r.u8()
+			r.nspan()
+			outputStart = r.nspan()
+			outputEnd = r.pos
+			r.uint()
+			r.uint()
+			r.nspan()
+			r.nspan()
+			nums[4] = r.num() // createdAt
+			nums[5] = r.num() // updatedAt
+			nums[6] = r.num() // startedAt
+			nums[7] = r.num() // finishedAt
+		} else {
+			nums[0] = r.num() // priority
+			nums[1] = r.num() // runAt
+			nums[2] = 1 // attempt
+			nums[3] = r.num() // maxAttempts
+			r.nspan()
+			r.u8()
+			r.nspan()
+			r.nspan()
+			r.nspan()
+			nums[4] = r.num() // createdAt
+			const done = this.cDoneNow[c]!
+			nums[5] = done // updatedAt
+			nums[6] = this.cClaimNow[c]! // startedAt
+			nums[7] = done // finishedAt
+			r.pos = this.cOutput[c]!
+			outputStart = r.span()
+			outputEnd = r.pos
+		}
 		const last = this.lastName
 		if (
 			last.id === -1 ||
@@ -814,11 +939,20 @@ export class Replayer {
 			last.start = nameStart
 			last.end = nameEnd
 		}
-		r.pos = this.cOutput[c]!
-		const outputStart = r.span()
 		let added: boolean
 		try {
-			added = archive.add(seq, last.id, nums, data, idStart, idEnd, inputStart, inputEnd, outputStart, r.pos)
+			added = archive.add(
+				seq,
+				last.id,
+				nums,
+				data,
+				idStart,
+				idEnd,
+				inputStart,
+				inputEnd,
+				outputStart,
+				outputEnd,
+			)
 		} catch {
 			throw new StorageCorruptError(
 				`The file log has job ${data.toString('utf8', idStart, idEnd)} created twice. The file was left as it is.`,
