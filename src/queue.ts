@@ -45,7 +45,7 @@ import { isTerminal, matchesPattern } from './storage/contract.js'
 import { memory } from './storage/memory.js'
 import { type Clock, type Duration, parseDuration, systemClock } from './time.js'
 import type { DurableServices, ExecutionObserver } from './worker/executor.js'
-import { type RuntimeErrorSource, Worker } from './worker/worker.js'
+import { AUTO_PREFETCH_MAX, type RuntimeErrorSource, Worker } from './worker/worker.js'
 
 // ---------------------------------------------------------------------------------------------
 // Types of the jobs map: definitions, bare handlers, or (producer-only) payload types.
@@ -121,15 +121,19 @@ export interface WorkerOptions {
 	readonly pollInterval?: Duration
 	/** How long a claim holds a job without heartbeat. Default 30s; heartbeats every third of it. */
 	readonly lease?: Duration
-	/** The most jobs one claim takes. Default 100. */
+	/** The most jobs one claim takes. Default 100, or the prefetch when larger (1,000 for `'auto'`). */
 	readonly batchSize?: number
 	/**
 	 * Jobs to claim ahead of free slots, held leased (and heartbeated) by this process and started
-	 * as slots free, so a slot never waits for a storage round trip. Default 0. Worth setting on
-	 * PostgreSQL under load (e.g. 10x concurrency): claimed-ahead jobs show as `active` and other
-	 * processes cannot take them until this one gives them back (on close) or dies (lease expiry).
+	 * as slots free, so a slot never waits for a storage round trip. Claimed-ahead jobs show as
+	 * `active` and other processes cannot take them until this one starts them, gives them back (on
+	 * close) or dies (lease expiry). A number: at most that many, refilled when half are gone.
+	 * `'auto'`: sized to the work: it grows (up to 1,000) while slots sit empty waiting for claims
+	 * and shrinks when a claimed-ahead job waited more than 100 ms to start, so short jobs are
+	 * claimed hundreds at a time and slow ones are not hoarded away from other processes.
+	 * Default `'auto'` on PostgreSQL (storages with `capabilities.remote`), 0 elsewhere.
 	 */
-	readonly prefetch?: number
+	readonly prefetch?: number | 'auto'
 	/** How often the reaper looks for jobs of lost workers and wakes sleeping ones. Default 1s. */
 	readonly maintenanceInterval?: Duration
 	/**
@@ -575,13 +579,14 @@ class QueueImpl<J, P> {
 		if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
 			throw new ConfigError(`concurrency must be a whole number >= 1, got ${concurrency}.`)
 		}
-		const batchSize = workerOpts.batchSize ?? 100
+		const prefetch = workerOpts.prefetch ?? (this.storage.capabilities.remote === true ? 'auto' : 0)
+		if (!(prefetch === 'auto' || (Number.isInteger(prefetch) && prefetch >= 0))) {
+			throw new ConfigError(`worker.prefetch must be 'auto' or a whole number >= 0, got ${prefetch}.`)
+		}
+		const batchSize =
+			workerOpts.batchSize ?? (prefetch === 'auto' ? AUTO_PREFETCH_MAX : Math.max(100, prefetch))
 		if (!(Number.isInteger(batchSize) && batchSize >= 1)) {
 			throw new ConfigError(`worker.batchSize must be a whole number >= 1, got ${batchSize}.`)
-		}
-		const prefetch = workerOpts.prefetch ?? 0
-		if (!(Number.isInteger(prefetch) && prefetch >= 0)) {
-			throw new ConfigError(`worker.prefetch must be a whole number >= 0, got ${prefetch}.`)
 		}
 		const runWorker = options.worker !== false && this.defs.size > 0
 		this.worker = runWorker

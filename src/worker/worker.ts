@@ -35,8 +35,11 @@ export interface WorkerSettings {
 	readonly concurrency: number
 	/** The most jobs one claim takes. */
 	readonly batchSize: number
-	/** Jobs claimed ahead of free slots, held (and heartbeated) until a slot frees. 0: none. */
-	readonly prefetch: number
+	/**
+	 * Jobs claimed ahead of free slots, held (and heartbeated) until a slot frees. 0: none. `'auto'`:
+	 * a target that adapts to how fast jobs finish (see `AUTO_PREFETCH_MAX`).
+	 */
+	readonly prefetch: number | 'auto'
 	/** How often to look for jobs enqueued by other processes. */
 	readonly pollIntervalMs: number
 	/** The lease of a claim, for jobs that do not set their own. */
@@ -69,6 +72,16 @@ export interface WorkerDeps {
 
 type FetchMode = 'stopped' | 'fetching' | 'idle' | 'full' | 'backoff'
 
+/**
+ * `prefetch: 'auto'`: the most jobs held ahead. The target starts at 0 (claims take free slots
+ * only), grows fourfold after a full claim that came back to an empty buffer and at least half the
+ * slots empty (jobs finish faster than claims arrive), and halves when a job started after
+ * waiting more than `AUTO_PREFETCH_WAIT_MS` in the buffer (jobs are slow: do not hoard them).
+ */
+export const AUTO_PREFETCH_MAX = 1000
+/** `prefetch: 'auto'`: a buffered job that waited longer than this shrinks the target. */
+const AUTO_PREFETCH_WAIT_MS = 100
+
 export class Worker {
 	/** This process's identity in leases: host, pid and a random part. */
 	readonly owner = `${hostname()}:${process.pid}:${createLeaseToken().slice(0, 6)}`
@@ -77,6 +90,12 @@ export class Worker {
 	private running = 0
 	/** Claimed ahead (`prefetch`): leased to this process, started in order as slots free. */
 	private buffered: ClaimedJob[] = []
+	/** When each buffered job was claimed (performance.now()), in the same order. */
+	private bufferedAt: number[] = []
+	/** How many jobs to hold ahead now: `settings.prefetch`, or the adaptive target of `'auto'`. */
+	private prefetchTarget: number
+	/** The last claim took all it asked for (`prefetch: 'auto'` grows only inside a backlog). */
+	private previousClaimFull = false
 	/** Every execution not yet concluded (outcome written, hooks run): heartbeated, awaited by close. */
 	private readonly live = new Map<string, Execution>()
 	private liveWaiters: (() => void)[] = []
@@ -106,6 +125,7 @@ export class Worker {
 		private readonly deps: WorkerDeps,
 	) {
 		this.claimsWithSettle = typeof deps.storage.settleAndClaim === 'function'
+		this.prefetchTarget = settings.prefetch === 'auto' ? 0 : settings.prefetch
 		this.completer = new Completer(
 			deps.storage,
 			deps.clock,
@@ -225,6 +245,7 @@ export class Worker {
 				}
 				return
 			}
+			this.adapt(claimed.length === limit)
 			for (const job of claimed) this.accept(job)
 			this.lastClaimFull = claimed.length === limit
 			if (claimed.length === limit || this.wakeRequested) continue
@@ -261,6 +282,8 @@ export class Worker {
 			return null
 		}
 		if (this.mode !== 'full' && this.mode !== 'idle') return null
+		// Prefetching: claims run on their own connection beside the writes, not inside them.
+		if (this.prefetchTarget > 0) return null
 		const room = this.room()
 		if (room <= 0) return null
 		const names = this.claimNames()
@@ -293,29 +316,66 @@ export class Worker {
 			void this.fetch()
 			return
 		}
+		this.adapt(claimed.length === request.limit)
 		for (const job of claimed) this.accept(job)
 		this.lastClaimFull = claimed.length === request.limit
 		if (claimed.length === request.limit || this.wakeRequested) void this.fetch()
 		else this.goIdle()
 	}
 
-	/** How many more jobs a claim may take: free slots, plus the prefetch buffer's free places. */
+	/**
+	 * How many more jobs a claim may take: free slots, plus the prefetch buffer's free places. A
+	 * buffer more than half full is not topped up, so claims carry many jobs rather than a few.
+	 */
 	private room(): number {
-		return this.settings.concurrency - this.running + this.settings.prefetch - this.buffered.length
+		const target = this.prefetchTarget
+		if (target > 0 && this.buffered.length * 2 > target) return 0
+		const room = this.settings.concurrency - this.running + target - this.buffered.length
+		if (target === 0) return room
+		// Jobs that ran but whose outcomes are not written yet count too: when writes fall behind,
+		// claim no faster than they drain (memory stays bounded, the write keeps up).
+		return Math.min(room, this.settings.concurrency + 2 * target - this.buffered.length - this.live.size)
+	}
+
+	/**
+	 * `prefetch: 'auto'`: a claim came back. Grow the target if it and the claim before it were full
+	 * (a backlog) and the slots emptied while it was under way (jobs outrun claims).
+	 */
+	private adapt(full: boolean): void {
+		const backlog = full && this.previousClaimFull
+		this.previousClaimFull = full
+		if (this.settings.prefetch !== 'auto' || !backlog || this.buffered.length > 0) return
+		const free = this.settings.concurrency - this.running
+		if (free * 2 < this.settings.concurrency) return
+		this.prefetchTarget = Math.min(
+			AUTO_PREFETCH_MAX,
+			Math.max(this.settings.concurrency, this.prefetchTarget * 4),
+		)
 	}
 
 	/** A claimed job: start it if a slot is free and none is queued before it, else buffer it. */
 	private accept(job: ClaimedJob): void {
 		if (this.buffered.length === 0 && this.running < this.settings.concurrency) this.launch(job)
-		else this.buffered.push(job)
+		else {
+			this.buffered.push(job)
+			this.bufferedAt.push(performance.now())
+		}
 	}
 
 	/** Starts buffered jobs, in claim order, into free slots. */
 	private pump(): void {
 		if (this.mode === 'stopped') return
+		let waited = 0
+		let started = 0
 		while (this.buffered.length > 0 && this.running < this.settings.concurrency) {
+			if (started === 0) waited = performance.now() - (this.bufferedAt[0] ?? 0)
 			const job = this.buffered.shift()
+			this.bufferedAt.shift()
+			started++
 			if (job) this.launch(job)
+		}
+		if (started > 0 && this.settings.prefetch === 'auto' && waited > AUTO_PREFETCH_WAIT_MS) {
+			this.prefetchTarget = Math.floor(this.prefetchTarget / 2)
 		}
 	}
 
@@ -342,7 +402,7 @@ export class Worker {
 		execution.holdsSlot = false
 		this.running--
 		if (this.buffered.length > 0) queueMicrotask(() => this.pump())
-		if (!this.claimsWithSettle) this.release()
+		if (!this.claimsWithSettle || this.prefetchTarget > 0) this.release()
 	}
 
 	/** An execution concluded (outcome written or refused, hooks run). */
@@ -355,6 +415,9 @@ export class Worker {
 			execution.holdsSlot = false
 			this.running--
 			this.pump()
+			this.release()
+		} else if (this.mode === 'full' && this.prefetchTarget > 0) {
+			// Claims wait for written outcomes when writes fall behind (see room).
 			this.release()
 		} else {
 			this.checkIdle()
@@ -432,6 +495,7 @@ export class Worker {
 		const at = this.buffered.findIndex((job) => job.id === id)
 		if (at < 0) return false
 		this.buffered.splice(at, 1)
+		this.bufferedAt.splice(at, 1)
 		this.release()
 		return true
 	}
@@ -607,6 +671,7 @@ export class Worker {
 		this.wakeTimer = null
 		this.pollTimer = this.heartbeatTimer = this.maintenanceTimer = null
 		// Jobs claimed ahead never started: give them back without counting an attempt.
+		this.bufferedAt = []
 		for (const job of this.buffered.splice(0)) {
 			void this.completer.add({ kind: 'released', id: job.id, token: job.lease.token })
 		}

@@ -151,7 +151,9 @@ it('workers whose connections are terminated log it, retry with backoff, resume,
 	const n = 6000
 	const app = `spool_mp_drop_${process.pid}`
 	const ids = await enqueueAll(n)
-	const ws = [0, 1].map(() => worker(['25', '5000'], app))
+	// Jobs of 5 ms at concurrency 5: about 2,000 jobs/s over both, so each quarter takes a while and
+	// the terminations land mid-work (instant jobs finished several quarters between two polls).
+	const ws = [0, 1].map(() => worker(['5', '5000', '5'], app))
 	await Promise.all(ws.map((c) => printed(c, 'ready')))
 	for (let round = 1; round <= 3; round++) {
 		await until(async () => (await completed()) >= (n * round) / 4, 60_000, `a quarter more done (${round})`)

@@ -19,6 +19,8 @@ import {
 const DB = 'bench_spool'
 const SCHEMA = 'spool'
 
+const prefetchOf = (v: string): number | 'auto' => (v === 'auto' ? 'auto' : Number(v))
+
 const storage = () => postgres({ connectionString: databaseUrl(DB), schema: SCHEMA })
 
 function job(onJob: (payload: Payload) => void) {
@@ -70,9 +72,12 @@ export const spool: System = {
 			jobs: { noop: job(onJob) },
 			storage: storage(),
 			concurrency,
-			// BENCH_SPOOL_PREFETCH=n claims n jobs ahead of free slots (worker.prefetch; default 0).
+			// The default worker settings (on PostgreSQL: worker.prefetch 'auto'). BENCH_SPOOL_PREFETCH=n
+			// (or 'auto') and BENCH_SPOOL_BATCH=n set worker.prefetch and worker.batchSize.
 			worker: {
-				prefetch: Number(process.env.BENCH_SPOOL_PREFETCH ?? 0),
+				...(process.env.BENCH_SPOOL_PREFETCH
+					? { prefetch: prefetchOf(process.env.BENCH_SPOOL_PREFETCH) }
+					: {}),
 				...(process.env.BENCH_SPOOL_BATCH ? { batchSize: Number(process.env.BENCH_SPOOL_BATCH) } : {}),
 			},
 			logger: silentLogger,

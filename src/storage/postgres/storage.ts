@@ -148,7 +148,12 @@ interface StepRecord {
 
 export class PostgresStorage implements Storage {
 	readonly description: string
-	readonly capabilities = { push: true, multiProcess: true, transactionalEnqueue: true } as const
+	readonly capabilities = {
+		push: true,
+		multiProcess: true,
+		transactionalEnqueue: true,
+		remote: true,
+	} as const
 	readonly schema: string
 	private pool: pg.Pool | null = null
 	private readonly ownPool: boolean
