@@ -84,6 +84,17 @@ try {
 		if (redis && c > 1) await measure(scenario, 'bullmq', n(20_000), () => bullmqProcess(n(20_000), c))
 	}
 
+	// Claiming ahead (worker.prefetch, default 0): a commit carries the jobs of the free slots and of
+	// the prefetch buffer, so at concurrency 10 with prefetch 90 one commit settles and claims up to
+	// 100 jobs. Its raw baseline claims 100 per transaction.
+	{
+		const jobs = n(40_000)
+		const scenario = 'process c10 pf90'
+		await measure(scenario, 'raw sqlite', jobs, () => rawProcess(dir.path('raw-p10pf.db'), jobs, 100))
+		await measure(scenario, 'sqlite', jobs, () => processJobs(sqliteFull, jobs, 10, 90))
+		await measure(scenario, 'sqlite normal', jobs, () => processJobs(sqliteNormal, jobs, 10, 90))
+	}
+
 	const samples = n(3000)
 	for (const kind of [sqliteFull, memoryKind]) {
 		let l = { p50: Number.NaN, p99: Number.NaN }

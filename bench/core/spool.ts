@@ -121,9 +121,15 @@ async function fill(place: StorageHandle, jobs: number): Promise<void> {
 
 /**
  * Processes `jobs` pending no-op jobs at `concurrency`: the time from creating the worker's queue
- * to the last `completed` event.
+ * to the last `completed` event. `prefetch`: the worker's `prefetch` (jobs claimed ahead of free
+ * slots; default 0).
  */
-export async function processJobs(kind: StorageKind, jobs: number, concurrency: number): Promise<number> {
+export async function processJobs(
+	kind: StorageKind,
+	jobs: number,
+	concurrency: number,
+	prefetch = 0,
+): Promise<number> {
 	const place = kind.fresh()
 	await fill(place, jobs)
 	gc()
@@ -137,6 +143,7 @@ export async function processJobs(kind: StorageKind, jobs: number, concurrency: 
 		jobs: { noop },
 		storage: place.open(),
 		concurrency,
+		worker: { prefetch },
 		logger: silentLogger,
 	})
 	queue.on('completed', () => {
