@@ -819,17 +819,59 @@ class QueueImpl<J, P> {
 	 * Validates, encodes and builds the row of one enqueue. Throws before anything is stored.
 	 * `parentId`: the parent job; by default the job whose handler is running, if any.
 	 */
-	async prepare(
+	prepare(
 		name: string,
 		input: unknown,
 		options: EnqueueOptions | undefined,
 		parentId?: string | null,
-	): Promise<NewJob> {
+	): NewJob | Promise<NewJob> {
 		const def = this.defs.get(name)
-		const o = options ?? {}
-		const what = `The input of job '${name}'`
 		const given = input === NO_INPUT ? undefined : input
-		const parsed = def?.inputSchema ? await validate(def.inputSchema, given, what) : given
+		if (!def?.inputSchema) return this.build(name, def, input, given, options, parentId)
+		// Only a schema that validates asynchronously makes the enqueue wait a turn.
+		const parsed = validate(def.inputSchema, given, `The input of job '${name}'`)
+		return parsed instanceof Promise
+			? parsed.then((p) => this.build(name, def, input, p, options, parentId))
+			: this.build(name, def, input, parsed, options, parentId)
+	}
+
+	/**
+	 * Prepares the rows of a batch (`name`: of every item, or each item's own). Synchronous unless an
+	 * input schema validates asynchronously: a bulk enqueue makes no promise per job. Jobs of one
+	 * batch share one parent (the job whose handler is running, if any).
+	 */
+	prepareAll(
+		items: readonly { readonly name?: string; readonly input: unknown; readonly options?: EnqueueOptions }[],
+		name?: string,
+	): NewJob[] | Promise<NewJob[]> {
+		const parent = currentRun.getStore()?.ctx.jobId ?? null
+		const rows = new Array<NewJob | Promise<NewJob>>(items.length)
+		let pending = false
+		try {
+			for (let i = 0; i < items.length; i++) {
+				const item = items[i]!
+				const row = this.prepare((name ?? item.name) as string, item.input, item.options, parent)
+				rows[i] = row
+				pending ||= row instanceof Promise
+			}
+		} catch (err) {
+			// Validations already under way must not end as unhandled rejections.
+			for (const row of rows) if (row instanceof Promise) row.catch(() => {})
+			throw err
+		}
+		return pending ? Promise.all(rows) : (rows as NewJob[])
+	}
+
+	/** The row of one enqueue, its input already validated (`parsed`). */
+	private build(
+		name: string,
+		def: RuntimeJob | undefined,
+		input: unknown,
+		parsed: unknown,
+		options: EnqueueOptions | undefined,
+		parentId: string | null | undefined,
+	): NewJob {
+		const o = options ?? {}
 		if (!def && this.defs.size > 0) {
 			// A queue given its jobs knows them all: an unknown name is a typo, not a remote job.
 			throw new UnknownJobError(name, [...this.defs.keys()])
@@ -842,7 +884,7 @@ class QueueImpl<J, P> {
 		const text =
 			input === NO_INPUT || (input === undefined && takesNone)
 				? ('null' as JsonText)
-				: encodeJson(input, what)
+				: encodeJson(input, `The input of job '${name}'`)
 		const now = this.clock.now()
 		let runAt = now
 		if (o.runAt !== undefined) {
@@ -868,15 +910,9 @@ class QueueImpl<J, P> {
 				`dedupeScope must be 'pending' or 'pending+active', got '${String(o.dedupeScope)}'.`,
 			)
 		}
-		for (const [key, value] of [
-			['id', o.id],
-			['dedupeKey', o.dedupeKey],
-			['idempotencyKey', o.idempotencyKey],
-		] as const) {
-			if (value !== undefined && (typeof value !== 'string' || value.length === 0 || value.length > 512)) {
-				throw new ConfigError(`${key} must be a string of 1 to 512 characters.`)
-			}
-		}
+		if (o.id !== undefined) checkKey('id', o.id)
+		if (o.dedupeKey !== undefined) checkKey('dedupeKey', o.dedupeKey)
+		if (o.idempotencyKey !== undefined) checkKey('idempotencyKey', o.idempotencyKey)
 		const parent = parentId === undefined ? (currentRun.getStore()?.ctx.jobId ?? null) : parentId
 		const flowInput = parsed === undefined ? null : parsed
 		return {
@@ -966,7 +1002,7 @@ class QueueImpl<J, P> {
 	): Promise<(string | null)[]> {
 		this.assertOpen()
 		const tx = sharedTx(items)
-		const rows = await Promise.all(items.map((i) => this.prepare(i.name, i.input, i.options)))
+		const rows = await this.prepareAll(items)
 		const results = await this.insert(
 			rows,
 			items.map((i) => i.input),
@@ -1235,6 +1271,13 @@ class QueueImpl<J, P> {
 	}
 }
 
+/** An id or key given to an enqueue: a string of 1 to 512 characters. */
+function checkKey(key: string, value: unknown): void {
+	if (typeof value !== 'string' || value.length === 0 || value.length > 512) {
+		throw new ConfigError(`${key} must be a string of 1 to 512 characters.`)
+	}
+}
+
 /** Checks a per-enqueue retry policy now (a bad one is a ConfigError here, not at retry time). */
 function encodeBackoff(option: Exclude<BackoffOption, BackoffFunction>): JsonText {
 	if (typeof option === 'function')
@@ -1395,7 +1438,7 @@ class BoundJobImpl extends TypedEmitter<JobEvents<unknown>, JobEventMeta<unknown
 		items: readonly { input: unknown; options?: EnqueueOptions }[],
 	): Promise<JobHandle<unknown>[]> {
 		const tx = sharedTx(items)
-		const rows = await Promise.all(items.map((i) => this.queue.prepare(this.name, i.input, i.options)))
+		const rows = await this.queue.prepareAll(items, this.name)
 		const results = await this.queue.insert(
 			rows,
 			items.map((i) => i.input),
