@@ -66,8 +66,9 @@ export class Archive {
 	private readonly logs = new Map<number, string[]>()
 	private scratch: FastBuffer = Buffer.allocUnsafe(256) as FastBuffer
 
-	/** An archive sized for about `expected` jobs. */
-	constructor(expected = 0) {
+	/** An archive sized for about `expected` jobs and `bytes` bytes of strings. */
+	constructor(expected = 0, bytes = 0) {
+		if (bytes > this.blob.length) this.blob = Buffer.allocUnsafe(Math.min(bytes, MAX_BLOB)) as FastBuffer
 		if (expected > 0) {
 			this.resize(expected)
 			let size = 2048
@@ -110,8 +111,11 @@ export class Archive {
 		const bytes = idLen + inputLen + outputLen
 		if (this.used + bytes > MAX_BLOB) return false
 		const h = fnv(src, idStart, idEnd)
-		if (this.probe(h, src, idStart, idEnd) !== -1) throw new Error('duplicate')
 		const i = this.slots
+		// Room in the table first: the probe below finds the free place the job goes to.
+		if ((i + 1) * 4 > this.table.length) this.rehash(this.table.length * 2)
+		const place = this.probe(h, src, idStart, idEnd)
+		if (place >= 0) throw new Error('duplicate')
 		if (i === this.cap) this.resize(Math.max(1024, this.cap * 2))
 		if (this.used + bytes > this.blob.length) {
 			let size = this.blob.length * 2
@@ -136,8 +140,9 @@ export class Archive {
 		for (let k = 0; k < 8; k++) num[o + k] = nums[k]!
 		this.slots++
 		this.size++
-		if (this.slots * 4 > this.table.length) this.rehash(this.table.length * 2)
-		this.insert(i, h)
+		const t = this.table
+		t[-place - 1] = i + 1
+		t[-place] = h
 		return true
 	}
 
@@ -169,7 +174,10 @@ export class Archive {
 		}
 	}
 
-	/** The slot of the job whose id is `src[start, end)` (of hash `h`), or -1. */
+	/**
+	 * The slot of the job whose id is `src[start, end)` (of hash `h`), or if there is none,
+	 * -1 - the table index of the free place it would go to.
+	 */
 	private probe(h: number, src: Uint8Array, start: number, end: number): number {
 		const t = this.table
 		const mask = t.length - 2
@@ -178,7 +186,7 @@ export class Archive {
 		h |= 0
 		for (let p = (h << 1) & mask; ; p = (p + 2) & mask) {
 			const s = t[p]!
-			if (s === 0) return -1
+			if (s === 0) return -1 - p
 			if (t[p + 1] !== h) continue
 			const i = s - 1
 			if (this.gone[i] === 1 || this.len[i * 3] !== n) continue
@@ -194,7 +202,8 @@ export class Archive {
 		if (this.size === 0) return -1
 		if (id.length * 3 > this.scratch.length) this.scratch = Buffer.allocUnsafe(id.length * 3) as FastBuffer
 		const n = this.scratch.utf8Write(id, 0)
-		return this.probe(fnv(this.scratch, 0, n), this.scratch, 0, n)
+		const i = this.probe(fnv(this.scratch, 0, n), this.scratch, 0, n)
+		return i < 0 ? -1 : i
 	}
 
 	seqAt(i: number): number {

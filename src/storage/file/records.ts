@@ -390,21 +390,23 @@ export class Replayer {
 	/** The log's bytes (candidates point into them). */
 	private data: Buffer | null = null
 	private cands = 0
-	private cSeq = new Float64Array(1024)
 	/** Where its Create record's fields start. */
-	private cCreate = new Float64Array(1024)
+	private cCreate = new Float64Array(0)
 	/** Where its Claim record's fields start (0: not claimed). */
-	private cClaim = new Float64Array(1024)
-	private cClaimNow = new Float64Array(1024)
-	private cDoneNow = new Float64Array(1024)
+	private cClaim = new Float64Array(0)
+	private cClaimNow = new Float64Array(0)
+	private cDoneNow = new Float64Array(0)
 	/** Where its output starts (its length varint). */
-	private cOutput = new Float64Array(1024)
+	private cOutput = new Float64Array(0)
 	/** PENDING, ACTIVE, COMPLETED, or 0 when it became a row or was removed. */
-	private cState = new Uint8Array(1024)
+	private cState = new Uint8Array(0)
 	/** 1 if it comes from a snapshot's Row record (completed), 0 from a Create record. */
-	private cRow = new Uint8Array(1024)
-	/** Candidates claimed and not settled (made rows if a waiter shows up: it may be theirs). */
-	private readonly cActive = new Set<number>()
+	private cRow = new Uint8Array(0)
+	/**
+	 * Candidates claimed since the last Waiter record, some settled since (made rows if a waiter
+	 * shows up: it may be theirs, as the record names its job by id). Trimmed as it grows.
+	 */
+	private cActive: number[] = []
 	/** The highest seq put in the memory storage's rows, and whether one came after a higher one. */
 	private lastRowSeq = 0
 	private disordered = false
@@ -429,8 +431,8 @@ export class Replayer {
 	private addCandidate(seq: number, createAt: number): number {
 		const c = this.cands++
 		if (c === this.cState.length) {
-			const n = c * 2
-			this.cSeq = grown(this.cSeq, n)
+			// About one job per 64 bytes of log at first (a Create, Claim and Completed take ~80).
+			const n = Math.max(c * 2, c === 0 ? (this.data!.length >> 6) + 1024 : 0)
 			this.cCreate = grown(this.cCreate, n)
 			this.cClaim = grown(this.cClaim, n)
 			this.cClaimNow = grown(this.cClaimNow, n)
@@ -439,7 +441,6 @@ export class Replayer {
 			this.cState = grown(this.cState, n)
 			this.cRow = grown(this.cRow, n)
 		}
-		this.cSeq[c] = seq
 		this.cCreate[c] = createAt
 		this.cState[c] = PENDING
 		this.cRow[c] = 0
@@ -592,12 +593,19 @@ export class Replayer {
 			}
 		}
 		this.cState[c] = 0
-		this.cActive.delete(c)
 		this.mem.restore(row)
 		this.bySeq[seq] = row
 		this.placed(seq)
 		return row
 	}
+
+	/** Drops the candidates no longer claimed from `cActive` (when it doubled since the last trim). */
+	private trimActive(): void {
+		const kept = this.cActive.filter((c) => this.cState[c] === ACTIVE)
+		this.cActive = kept
+		this.activeLimit = Math.max(4096, kept.length * 2)
+	}
+	private activeLimit = 4096
 
 	/** Notes a row put in the memory storage's rows. */
 	private placed(seq: number): void {
@@ -652,7 +660,7 @@ export class Replayer {
 							this.cState[c] = ACTIVE
 							this.cClaim[c] = start + 1
 							this.cClaimNow[c] = now
-							this.cActive.add(c)
+							if (this.cActive.push(c) > this.activeLimit) this.trimActive()
 							continue
 						}
 						const row = this.row(r, seq)
@@ -669,7 +677,6 @@ export class Replayer {
 						this.cDoneNow[c] = r.num()
 						this.cOutput[c] = r.pos
 						r.span()
-						this.cActive.delete(c)
 						if (r.u8() === 1) {
 							// Completed and removed at once: nothing of it is left.
 							this.cState[c] = 0
@@ -777,7 +784,8 @@ export class Replayer {
 				}
 				case Rec.Waiter: {
 					// Its job may be a claimed candidate (the record names it by id, not seq).
-					for (const c of [...this.cActive]) this.materialize(c)
+					for (const c of this.cActive) if (this.cState[c] === ACTIVE) this.materialize(c)
+					this.cActive = []
 					const id = r.str()
 					const jobId = r.str()
 					const topic = r.str()
@@ -853,7 +861,7 @@ export class Replayer {
 		if (this.cands > 0) {
 			let completed = 0
 			for (let c = 0; c < this.cands; c++) if (this.cState[c] === COMPLETED) completed++
-			const archive = new Archive(completed)
+			const archive = new Archive(completed, completed * 48)
 			for (let c = 0; c < this.cands; c++) {
 				const state = this.cState[c]
 				if (state === 0) continue
@@ -930,11 +938,9 @@ export class Replayer {
 			outputEnd = r.pos
 		}
 		const last = this.lastName
-		if (
-			last.id === -1 ||
-			nameEnd - nameStart !== last.end - last.start ||
-			data.compare(data, last.start, last.end, nameStart, nameEnd) !== 0
-		) {
+		let same = last.id !== -1 && nameEnd - nameStart === last.end - last.start
+		for (let k = 0; same && k < nameEnd - nameStart; k++) same = data[last.start + k] === data[nameStart + k]
+		if (!same) {
 			last.id = archive.nameId(this.name(data.toString('utf8', nameStart, nameEnd)))
 			last.start = nameStart
 			last.end = nameEnd
