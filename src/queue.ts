@@ -764,7 +764,7 @@ class QueueImpl<J, P> {
 					b.emit('success', output, m)
 					b.emit('settled', { output }, m)
 				}
-				this.settleWaiters(job.id, (w) => w.resolve(output))
+				if (this.waiters.size > 0) this.settleWaiters(job.id, (w) => w.resolve(output))
 			},
 			failed: (job, input, error, retryAt) => {
 				this.events.emit(
@@ -805,6 +805,7 @@ class QueueImpl<J, P> {
 	}
 
 	private settleWaiters(id: string, fn: (w: Waiter) => void): void {
+		if (this.waiters.size === 0) return
 		const set = this.waiters.get(id)
 		if (!set) return
 		this.waiters.delete(id)

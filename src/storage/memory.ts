@@ -994,7 +994,9 @@ export class MemoryStorage implements Storage {
 		const w = this.waiters.get(id)
 		if (!w) return
 		this.waiters.delete(id)
-		this.waitersByTopic.get(w.topic)?.delete(id)
+		const set = this.waitersByTopic.get(w.topic)
+		set?.delete(id)
+		if (set?.size === 0) this.waitersByTopic.delete(w.topic)
 	}
 
 	async publish(params: { event: PublishedEvent; now: number }): Promise<string[]> {
@@ -1003,6 +1005,8 @@ export class MemoryStorage implements Storage {
 
 	/** Appends an event to the matching waiters and wakes their jobs; journaled as one record. */
 	publishNow(event: PublishedEvent, now: number): string[] {
+		// No waiter at all: the event's topic is not even read (a completion builds it lazily).
+		if (this.waitersByTopic.size === 0) return []
 		const ids = this.waitersByTopic.get(event.topic)
 		if (!ids || ids.size === 0) return []
 		this.journal?.published(event, now)

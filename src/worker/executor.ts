@@ -31,7 +31,14 @@ import type { RuntimeJob, SettledResult } from '../job.js'
 import { decodeJson, encodeJson, encodeOutput, type JsonText } from '../json.js'
 import type { Logger } from '../logger.js'
 import { validate } from '../schema.js'
-import type { AttemptError, ClaimedJob, NewJob, Outcome, Storage } from '../storage/contract.js'
+import type {
+	AttemptError,
+	ClaimedJob,
+	NewJob,
+	Outcome,
+	PublishedEvent,
+	Storage,
+} from '../storage/contract.js'
 import type { Clock, Duration, TimerHandle } from '../time.js'
 
 /** The queue's services for durable calls; the execution adds its own signal and log. */
@@ -79,6 +86,27 @@ const RECHECK_MS = 5 * 60_000
 
 const NULL_JSON = 'null' as JsonText
 
+/**
+ * A completion's event (`job:<name>`, for `waitFor`). Its topic and payload are built when a
+ * storage reads them: the memory storage does only when someone waits, most completions never.
+ */
+class CompletionEvent implements PublishedEvent {
+	constructor(
+		private readonly name: string,
+		readonly subject: JsonText,
+		private readonly output: JsonText,
+	) {}
+	get topic(): string {
+		return `job:${this.name}`
+	}
+	get payload(): JsonText {
+		return `{"input":${this.subject},"output":${this.output}}` as JsonText
+	}
+}
+
+/** The settlement of a run that took the fast path (its output is kept on the execution). */
+const SUCCEEDED: Settlement = { kind: 'ok', output: undefined }
+
 /** Why the worker stopped an execution from outside. */
 export type AbortKind = 'cancelled' | 'lease-lost' | 'closing'
 
@@ -113,6 +141,12 @@ export class Execution implements Suspender {
 	logLines: string[] | null = null
 	/** @internal Whether it holds a worker slot; for the worker. */
 	holdsSlot = false
+	/** @internal The worker's list of executions not yet concluded (no per-job map entry). */
+	prevLive: Execution | null = null
+	/** @internal See `prevLive`. */
+	nextLive: Execution | null = null
+	/** @internal Whether it is in that list. */
+	inLive = false
 	private input: unknown = undefined
 	/** The output of a fast-path completion, and when it concluded, until `written`. */
 	private output: unknown = undefined
@@ -129,8 +163,10 @@ export class Execution implements Suspender {
 		readonly def: RuntimeJob,
 		/** @internal Shared by every execution of a worker; for the context. */
 		readonly deps: ExecutionDeps,
+		/** When the worker started it (one clock read for a batch of launches). */
+		startedAt: number = deps.clock.now(),
 	) {
-		this.startedAt = deps.clock.now()
+		this.startedAt = startedAt
 	}
 
 	get token(): string {
@@ -305,12 +341,27 @@ export class Execution implements Suspender {
 		}
 		if (isThenable(result)) {
 			result.then(
-				(output) => this.resolve({ kind: 'ok', output }, true),
+				(output) => this.succeeded(output),
 				(error) => this.resolve({ kind: 'error', error, fatal: false }, true),
 			)
 		} else {
-			this.resolve({ kind: 'ok', output: result }, true)
+			this.succeeded(result)
 		}
+	}
+
+	/** The handler returned: the fast path when it applies, else a settlement like any other. */
+	private succeeded(output: unknown): void {
+		if (this.settlement) return
+		this.settlement = SUCCEEDED
+		if (this.completeNow(output)) {
+			if (this.timer) {
+				this.deps.clock.clearTimeout(this.timer)
+				this.timer = null
+			}
+			return
+		}
+		this.settlement = null
+		this.resolve({ kind: 'ok', output }, true)
 	}
 
 	/** Turns the settlement into an outcome: synchronously on the fast path, else through `concludeSlow`. */
@@ -348,11 +399,7 @@ export class Execution implements Suspender {
 			output: text,
 			// A child's row stays for its retention: its parent reads the outcome from it.
 			remove: job.parentId === null && deps.removeOnComplete(def),
-			event: {
-				topic: `job:${job.name}`,
-				subject: job.input,
-				payload: `{"input":${job.input},"output":${text}}` as JsonText,
-			},
+			event: new CompletionEvent(job.name, job.input, text),
 		})
 		return true
 	}
@@ -423,11 +470,7 @@ export class Execution implements Suspender {
 					// A child's row stays for its retention: its parent reads the outcome from it.
 					remove: job.parentId === null && deps.removeOnComplete(def),
 					...(followUps.length > 0 ? { followUps } : {}),
-					event: {
-						topic: `job:${job.name}`,
-						subject: job.input,
-						payload: `{"input":${job.input},"output":${text}}` as JsonText,
-					},
+					event: new CompletionEvent(job.name, job.input, text),
 				})
 				if (!ok) return this.refused()
 				deps.observer.completed(job, this.input, output, now - this.startedAt)

@@ -96,8 +96,13 @@ export class Worker {
 	private prefetchTarget: number
 	/** The last claim took all it asked for (`prefetch: 'auto'` grows only inside a backlog). */
 	private previousClaimFull = false
-	/** Every execution not yet concluded (outcome written, hooks run): heartbeated, awaited by close. */
-	private readonly live = new Map<string, Execution>()
+	/**
+	 * Every execution not yet concluded (outcome written, hooks run): heartbeated, awaited by close.
+	 * A list threaded through the executions (`prevLive`/`nextLive`), newest first: a job costs no
+	 * map entry; the rare lookups by id (cancel, lost lease) walk it.
+	 */
+	private liveHead: Execution | null = null
+	private liveCount = 0
 	private liveWaiters: (() => void)[] = []
 	/** The storage claims with settles (`settleAndClaim`): the completer refills freed slots. */
 	private readonly claimsWithSettle: boolean
@@ -246,7 +251,8 @@ export class Worker {
 				return
 			}
 			this.adapt(claimed.length === limit)
-			for (const job of claimed) this.accept(job)
+			const now = this.deps.clock.now()
+			for (const job of claimed) this.accept(job, now)
 			this.lastClaimFull = claimed.length === limit
 			if (claimed.length === limit || this.wakeRequested) continue
 			break
@@ -317,7 +323,8 @@ export class Worker {
 			return
 		}
 		this.adapt(claimed.length === request.limit)
-		for (const job of claimed) this.accept(job)
+		const now = this.deps.clock.now()
+		for (const job of claimed) this.accept(job, now)
 		this.lastClaimFull = claimed.length === request.limit
 		if (claimed.length === request.limit || this.wakeRequested) void this.fetch()
 		else this.goIdle()
@@ -334,7 +341,7 @@ export class Worker {
 		if (target === 0) return room
 		// Jobs that ran but whose outcomes are not written yet count too: when writes fall behind,
 		// claim no faster than they drain (memory stays bounded, the write keeps up).
-		return Math.min(room, this.settings.concurrency + 2 * target - this.buffered.length - this.live.size)
+		return Math.min(room, this.settings.concurrency + 2 * target - this.buffered.length - this.liveCount)
 	}
 
 	/**
@@ -354,8 +361,8 @@ export class Worker {
 	}
 
 	/** A claimed job: start it if a slot is free and none is queued before it, else buffer it. */
-	private accept(job: ClaimedJob): void {
-		if (this.buffered.length === 0 && this.running < this.settings.concurrency) this.launch(job)
+	private accept(job: ClaimedJob, now: number): void {
+		if (this.buffered.length === 0 && this.running < this.settings.concurrency) this.launch(job, now)
 		else {
 			this.buffered.push(job)
 			this.bufferedAt.push(performance.now())
@@ -367,30 +374,63 @@ export class Worker {
 		if (this.mode === 'stopped') return
 		let waited = 0
 		let started = 0
+		const now = this.deps.clock.now()
 		while (this.buffered.length > 0 && this.running < this.settings.concurrency) {
 			if (started === 0) waited = performance.now() - (this.bufferedAt[0] ?? 0)
 			const job = this.buffered.shift()
 			this.bufferedAt.shift()
 			started++
-			if (job) this.launch(job)
+			if (job) this.launch(job, now)
 		}
 		if (started > 0 && this.settings.prefetch === 'auto' && waited > AUTO_PREFETCH_WAIT_MS) {
 			this.prefetchTarget = Math.floor(this.prefetchTarget / 2)
 		}
 	}
 
-	private launch(job: ClaimedJob): void {
+	private launch(job: ClaimedJob, now: number): void {
 		const def = this.deps.jobs.get(job.name)
 		if (!def) {
 			// Cannot happen (claims name only known jobs); give it back rather than lose it.
 			void this.completer.add({ kind: 'released', id: job.id, token: job.lease.token })
 			return
 		}
-		const execution = new Execution(job, def, this.executionDeps)
+		const execution = new Execution(job, def, this.executionDeps, now)
 		execution.holdsSlot = true
 		this.running++
-		this.live.set(job.id, execution)
+		this.link(execution)
 		execution.run()
+	}
+
+	private link(e: Execution): void {
+		e.inLive = true
+		e.prevLive = null
+		e.nextLive = this.liveHead
+		if (this.liveHead) this.liveHead.prevLive = e
+		this.liveHead = e
+		this.liveCount++
+	}
+
+	private unlink(e: Execution): void {
+		if (!e.inLive) return
+		e.inLive = false
+		if (e.prevLive) e.prevLive.nextLive = e.nextLive
+		else this.liveHead = e.nextLive
+		if (e.nextLive) e.nextLive.prevLive = e.prevLive
+		e.prevLive = e.nextLive = null
+		this.liveCount--
+	}
+
+	/** The newest live execution of a job id, if any. */
+	private findLive(id: string): Execution | undefined {
+		for (let e = this.liveHead; e; e = e.nextLive) if (e.job.id === id) return e
+		return undefined
+	}
+
+	/** The live executions, copied (callers may end some while they go through them). */
+	private liveList(): Execution[] {
+		const list: Execution[] = []
+		for (let e = this.liveHead; e; e = e.nextLive) list.push(e)
+		return list
 	}
 
 	/**
@@ -407,9 +447,8 @@ export class Worker {
 
 	/** An execution concluded (outcome written or refused, hooks run). */
 	private ended(execution: Execution): void {
-		const id = execution.job.id
-		if (this.live.get(id) === execution) this.live.delete(id)
-		if (this.live.size === 0) for (const w of this.liveWaiters.splice(0)) w()
+		this.unlink(execution)
+		if (this.liveCount === 0 && this.liveWaiters.length > 0) for (const w of this.liveWaiters.splice(0)) w()
 		if (execution.holdsSlot) {
 			// Ended without an outcome to write (lease lost, cancelled): the slot frees here.
 			execution.holdsSlot = false
@@ -462,7 +501,7 @@ export class Worker {
 	}
 
 	private checkIdle(): void {
-		if (this.mode === 'fetching' || this.live.size > 0 || this.buffered.length > 0) return
+		if (this.mode === 'fetching' || this.liveCount > 0 || this.buffered.length > 0) return
 		if (this.completer.backlog > 0) return
 		if (this.mode === 'full' || this.lastClaimFull || this.refillScheduled) return
 		const waiters = this.idleWaiters
@@ -484,7 +523,7 @@ export class Worker {
 
 	/** Stops an execution of this process (the job was cancelled here). */
 	cancelLocal(id: string): boolean {
-		const execution = this.live.get(id)
+		const execution = this.findLive(id)
 		if (!execution) return this.unbuffer(id)
 		execution.abort('cancelled', abortErrors.cancelled())
 		return true
@@ -563,7 +602,7 @@ export class Worker {
 			}
 			list.push({ id, token })
 		}
-		for (const e of this.live.values()) add(this.leaseOf(e.def), e.job.id, e.token)
+		for (const e of this.liveList()) add(this.leaseOf(e.def), e.job.id, e.token)
 		for (const job of this.adopted.values())
 			add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
 		for (const job of this.buffered) add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
@@ -591,7 +630,7 @@ export class Worker {
 
 	/** A lease is gone: cancelled by someone, or expired and taken over. Stop the handler. */
 	private async onLost(id: string): Promise<void> {
-		const execution = this.live.get(id)
+		const execution = this.findLive(id)
 		if (!execution) {
 			this.unbuffer(id)
 			return
@@ -681,10 +720,10 @@ export class Worker {
 				clearTimeout(timer),
 			)
 		}
-		if (this.live.size > 0) {
+		if (this.liveCount > 0) {
 			const all = new Promise<void>((resolve) => this.liveWaiters.push(resolve))
 			await bounded(all)
-			for (const e of this.live.values()) e.abort('closing', abortErrors.closing())
+			for (const e of this.liveList()) e.abort('closing', abortErrors.closing())
 			// Giving jobs back needs the storage; if it is gone, their leases expire and the reaper
 			// gives them back instead. Either way close does not hang.
 			await bounded(all)
