@@ -602,7 +602,14 @@ export class Worker {
 			}
 			list.push({ id, token })
 		}
-		for (const e of this.liveList()) add(this.leaseOf(e.def), e.job.id, e.token)
+		// Newest first, one lease per job: an earlier execution of the same job (it suspended and was
+		// woken and claimed again before it ended) holds a stale token, and `lost` names only ids.
+		const seen = new Set<string>()
+		for (let e = this.liveHead; e; e = e.nextLive) {
+			if (seen.has(e.job.id)) continue
+			seen.add(e.job.id)
+			add(this.leaseOf(e.def), e.job.id, e.token)
+		}
 		for (const job of this.adopted.values())
 			add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
 		for (const job of this.buffered) add(this.leaseOf(this.deps.jobs.get(job.name)), job.id, job.lease.token)
