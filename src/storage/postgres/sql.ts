@@ -20,6 +20,7 @@ export type QueryName =
 	| 'dedupeHolders'
 	| 'heartbeat'
 	| 'settle'
+	| 'complete'
 	| 'appendLogs'
 	| 'reap'
 	| 'wake'

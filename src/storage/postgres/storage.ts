@@ -762,9 +762,17 @@ export class PostgresStorage implements Storage {
 		const rest = suspended.length > 0 ? outcomes.filter((o) => o.kind !== 'suspended') : outcomes
 		const withFollowUps = rest.filter((o) => o.kind === 'completed' && (o.followUps?.length ?? 0) > 0)
 		const plain = withFollowUps.length > 0 ? rest.filter((o) => !withFollowUps.includes(o)) : rest
-		for (const batch of [suspended, plain]) {
+		// Plain completions (the bulk of a busy worker's outcomes) take a statement of their own.
+		const simple: Outcome[] = []
+		const general: Outcome[] = []
+		for (const o of plain) (isSimpleCompletion(o) ? simple : general).push(o)
+		for (const batch of [suspended, general]) {
 			if (batch.length === 0) continue
 			const rows = await run<{ id: string }>('settle', [JSON.stringify(batch.map(toOutcomeRecord)), now])
+			for (const r of rows) applied.add(r.id)
+		}
+		if (simple.length > 0) {
+			const rows = await run<{ id: string }>('complete', completeValues(simple, now))
 			for (const r of rows) applied.add(r.id)
 		}
 		// Completions that start other jobs (triggers): the completion and the inserts commit together.
@@ -1090,6 +1098,33 @@ const ARRAY_SPECIAL_ALL = /[\\"]/g
 /** A string as an element of a PostgreSQL array literal: double-quoted, `\\` and `"` escaped. */
 function quote(value: string): string {
 	return `"${ARRAY_SPECIAL.test(value) ? value.replace(ARRAY_SPECIAL_ALL, '\\$&') : value}"`
+}
+
+/** A completion that keeps its row, publishes no event and starts no job: the `complete` statement. */
+function isSimpleCompletion(o: Outcome): boolean {
+	return o.kind === 'completed' && o.remove !== true && o.event === undefined
+}
+
+/** The parameters of `complete`: ids, tokens and outputs as array literals built with one join each. */
+function completeValues(outcomes: readonly Outcome[], now: number): unknown[] {
+	const n = outcomes.length
+	const ids = new Array<string>(n)
+	const tokens = new Array<string>(n)
+	const outputs = new Array<string>(n)
+	let lastToken = ''
+	let lastQuoted = ''
+	for (let i = 0; i < n; i++) {
+		const o = outcomes[i]!
+		ids[i] = quote(o.id)
+		// The jobs of one claim share a token: quote it once.
+		if (o.token !== lastToken || i === 0) {
+			lastToken = o.token
+			lastQuoted = quote(o.token)
+		}
+		tokens[i] = lastQuoted
+		outputs[i] = o.kind === 'completed' ? quote(o.output) : 'NULL'
+	}
+	return [`{${ids.join(',')}}`, `{${tokens.join(',')}}`, `{${outputs.join(',')}}`, now]
 }
 
 function toKeyedRecord(j: NewJob) {

@@ -217,6 +217,27 @@ FROM unnest($1::text[], $2::text[]) AS l(id, token)
 WHERE j.id = l.id AND j.status = 'active' AND j.lease_token = l.token
 RETURNING j.id;
 
+-- name: complete
+-- params: $1 ids text[], $2 tokens text[], $3 outputs text[] (JSON texts), $4 now bigint
+-- The common outcome on its own: completions that keep their row and publish no event, each
+-- applied only while its token holds the job (fencing), waking the waiting parents of those
+-- applied. The same changes as settle's for them, from plain arrays (no JSON document to build
+-- and parse, no CTEs for kinds that are absent). Returns the ids applied.
+WITH o AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS o(id, token, output)
+), changed AS (
+  UPDATE {{schema}}.jobs AS j SET status = 'completed', output = o.output, finished_at = $4,
+    updated_at = $4, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+  FROM o WHERE j.id = o.id AND j.status = 'active' AND j.lease_token = o.token
+  RETURNING j.id, j.parent_id
+), woken AS (
+  UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $4, updated_at = $4
+  FROM (SELECT DISTINCT parent_id FROM changed WHERE parent_id IS NOT NULL) AS c
+  WHERE p.id = c.parent_id AND p.status = 'waiting'
+  RETURNING p.id
+)
+SELECT id FROM changed;
+
 -- name: settle
 -- params: $1 outcomes json (array of {id, token, kind, output, error, run_at, remove, children, waiters, event_topic, event_subject, event_payload}), $2 now bigint
 -- Applies outcomes, each only while its token holds the job (fencing), and wakes the waiting
