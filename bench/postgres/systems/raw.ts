@@ -66,6 +66,8 @@ export const raw: System = {
 		// A pool of 10: concurrent callers' INSERTs run on as many connections at once, and the server
 		// flushes their commits together (its own group commit); a lone caller uses one connection.
 		const client = new pg.Pool({ connectionString: databaseUrl(DB), max: 10 })
+		// An idle connection dropped (the next measure recreating the database) must not crash the run.
+		client.on('error', () => {})
 		await client.query('SELECT 1')
 		const nextId = createIdGenerator()
 		return {
