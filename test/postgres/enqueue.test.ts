@@ -168,3 +168,40 @@ it('stores ids, names and inputs exactly as given, whatever characters they hold
 		expect(row?.backoff).toBe(j.backoff)
 	}
 })
+
+it('writes concurrent enqueues with keys together, deciding each key as calls in order would', async () => {
+	const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
+	cleanups.push(() => pool.end())
+	let keyedStatements = 0
+	const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>
+	;(pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args) => {
+		const name = (args[0] as { name?: string } | undefined)?.name ?? ''
+		if (name.endsWith(':enqueueKeyed')) keyedStatements++
+		return query(...args)
+	}
+	const storage = await openStorage(pool)
+	// 60 calls over 10 idempotency keys, and 20 over 2 dedupe keys, all at once.
+	const byKey = Array.from({ length: 60 }, (_, i) => newJob({ idempotencyKey: `k${i % 10}` }))
+	const deduped = Array.from({ length: 20 }, (_, i) => newJob({ dedupeKey: `d${i % 2}` }))
+	const results = await Promise.all(
+		[...byKey, ...deduped].map((j, i) => storage.enqueue({ jobs: [j], now: 1_000 + i })),
+	)
+	expect(keyedStatements).toBeGreaterThan(0)
+	expect(keyedStatements).toBeLessThan(80)
+	const created = results.flat().filter((r) => r.status === 'created')
+	expect(created).toHaveLength(12)
+	for (let k = 0; k < 10; k++) {
+		const calls = byKey
+			.map((j, i) => ({ j, r: results[i]![0]! }))
+			.filter(({ j }) => j.idempotencyKey === `k${k}`)
+		// The first call of a key in call order creates its job; the others get that job.
+		expect(calls[0]!.r).toEqual({ status: 'created', id: calls[0]!.j.id })
+		for (const c of calls.slice(1)) expect(c.r).toEqual({ status: 'existing', id: calls[0]!.j.id })
+		// Each call's own time is its job's.
+		expect((await storage.getJob({ id: calls[0]!.j.id }))!.createdAt).toBe(1_000 + byKey.indexOf(calls[0]!.j))
+	}
+	const dedupeResults = results.slice(60).map((r) => r[0]!)
+	expect(dedupeResults.filter((r) => r.status === 'created')).toHaveLength(2)
+	expect(dedupeResults.filter((r) => r.status === 'deduped')).toHaveLength(18)
+	expect((await storage.getStats({})).total.pending).toBe(12)
+})

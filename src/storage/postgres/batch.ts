@@ -1,7 +1,10 @@
 /**
  * Group commit for enqueues made outside a transaction: small `enqueue` calls that arrive while
  * another is being written (or in the same turn of the event loop) are written together, as one
- * statement and one commit, instead of one commit each. A durable commit waits for the WAL flush
+ * statement and one commit, instead of one commit each. Keyless jobs and jobs with idempotency or
+ * dedupe keys gather in batchers of their own (their statements differ); keyed jobs of several
+ * calls go through enqueue_one one after another in call order, so keys decide as if the calls had
+ * been written one by one in that order. A durable commit waits for the WAL flush
  * (about a millisecond on this kind of disk), so concurrent callers, each awaiting its own
  * `start()`, would otherwise be capped near one job per flush; together they share it.
  *
@@ -35,10 +38,13 @@ export class EnqueueBatcher {
 
 	/**
 	 * @param write the statement that stores a batch.
+	 * @param distinctIds whether `write` needs the ids of a batch distinct (keyless inserts); if
+	 *   two calls give the same id, they are then written one after the other.
 	 * @param maxInFlight how many batches may be written at once (on as many connections).
 	 */
 	constructor(
 		private readonly write: BatchWrite,
+		private readonly distinctIds: boolean,
 		private readonly maxInFlight = 2,
 	) {}
 
@@ -92,12 +98,12 @@ export class EnqueueBatcher {
 		for (const e of batch) {
 			for (const j of e.jobs) {
 				jobs.push(j)
-				ids.add(j.id)
+				if (this.distinctIds) ids.add(j.id)
 			}
 			sameNow &&= e.now === batch[0]!.now
 		}
 		// The same id from two calls: let the single-call path decide which one exists, in order.
-		if (ids.size !== jobs.length) {
+		if (this.distinctIds && ids.size !== jobs.length) {
 			for (const e of batch) await this.writeAlone(e)
 			return
 		}

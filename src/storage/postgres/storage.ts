@@ -258,7 +258,7 @@ export class PostgresStorage implements Storage {
 		this.listener?.stop()
 		this.listener = null
 		// Enqueues already called are written before the pool ends.
-		await this.batcher.drain()
+		await Promise.all([this.batcher.drain(), this.keyedBatcher.drain()])
 		const pool = this.pool
 		this.pool = null
 		if (this.opening) await this.opening.catch(() => {})
@@ -318,15 +318,25 @@ export class PostgresStorage implements Storage {
 			}
 		}
 		if (!tx && needsTransaction(jobs)) return this.transaction((r) => this.enqueueWith(r, jobs, now))
-		// Small keyless enqueues outside a transaction share commits with concurrent ones.
-		if (!tx && jobs.length <= GROUP_COMMIT_MAX && !hasKeys(jobs) && distinctIds(jobs)) {
+		// Small enqueues outside a transaction share commits with concurrent ones.
+		if (!tx && jobs.length <= GROUP_COMMIT_MAX) {
+			if (hasKeys(jobs) || !distinctIds(jobs)) return this.keyedBatcher.add(jobs, now)
 			return this.batcher.add(jobs, now)
 		}
 		return this.enqueueWith(run, jobs, now, !tx)
 	}
 
-	/** Concurrent small enqueues outside transactions, written together (see batch.ts). */
-	private readonly batcher = new EnqueueBatcher((jobs, now) => this.insertPlain(this.runner, jobs, now, true))
+	/** Concurrent small keyless enqueues outside transactions, written together (see batch.ts). */
+	private readonly batcher = new EnqueueBatcher(
+		(jobs, now) => this.insertPlain(this.runner, jobs, now, true),
+		true,
+	)
+
+	/** The same for enqueues with idempotency or dedupe keys (or ids repeated in a call). */
+	private readonly keyedBatcher = new EnqueueBatcher(
+		(jobs, now) => this.insertKeyed(this.runner, jobs, now),
+		false,
+	)
 
 	/**
 	 * Enqueues on one connection; jobs with flow options need it to be inside a transaction.
@@ -351,11 +361,22 @@ export class PostgresStorage implements Storage {
 		return this.insertKeyed(run, jobs, now)
 	}
 
-	/** Jobs with keys (or ids repeated in the batch), one after another in one statement. */
-	private async insertKeyed(run: Runner, jobs: readonly NewJob[], now: number): Promise<EnqueueResult[]> {
+	/**
+	 * Jobs with keys (or ids repeated in the batch), one after another in one statement. `now`: one
+	 * time for all, or one per job (a batch of several calls).
+	 */
+	private async insertKeyed(
+		run: Runner,
+		jobs: readonly NewJob[],
+		now: number | readonly number[],
+	): Promise<EnqueueResult[]> {
+		const records =
+			typeof now === 'number'
+				? jobs.map(toKeyedRecord)
+				: jobs.map((j, i) => ({ ...toKeyedRecord(j), now: now[i]! }))
 		const rows = await run<{ status: EnqueueResult['status']; id: string }>('enqueueKeyed', [
-			JSON.stringify(jobs.map(toKeyedRecord)),
-			now,
+			JSON.stringify(records),
+			typeof now === 'number' ? now : now[0]!,
 		])
 		return rows.map((r) => ({ status: r.status, id: r.id }) as EnqueueResult)
 	}
@@ -381,7 +402,7 @@ export class PostgresStorage implements Storage {
 				if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err
 			}
 			// Or an id given twice in this call: the first is created, the others find it.
-			if (!distinctIds(jobs)) return this.insertKeyed(run, jobs, typeof now === 'number' ? now : now[0]!)
+			if (!distinctIds(jobs)) return this.insertKeyed(run, jobs, now)
 		}
 		const rows = await run<{ id: string }>('insertMany', values)
 		const created = new Set(rows.map((r) => r.id))

@@ -44,17 +44,18 @@ FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]), json_array_elements($3::
 ORDER BY t.n;
 
 -- name: enqueueKeyed
--- params: $1 jobs json (array of NewJob fields in snake_case), $2 now bigint
+-- params: $1 jobs json (array of NewJob fields in snake_case, each with its own now or none), $2 now bigint
 -- Jobs with idempotency or dedupe keys, one after another in one statement (keys apply within the
--- batch too).
+-- batch too, so the jobs of several calls written together decide as if written one by one).
 SELECT r.status, r.id
 FROM ROWS FROM (json_to_recordset($1::json) AS (id text, name text, input text, priority integer,
   run_at bigint, max_attempts integer, dedupe_key text, dedupe_scope text, idempotency_key text,
-  parent_id text, backoff text)) WITH ORDINALITY
+  parent_id text, backoff text, now bigint)) WITH ORDINALITY
   AS t(id, name, input, priority, run_at, max_attempts, dedupe_key, dedupe_scope, idempotency_key,
-    parent_id, backoff, n)
+    parent_id, backoff, now, n)
 CROSS JOIN LATERAL {{schema}}.enqueue_one(t.id, t.name, t.input, t.priority, t.run_at, t.max_attempts,
-  t.dedupe_key, t.dedupe_scope, t.idempotency_key, t.parent_id, t.backoff, $2, NULL, NULL, NULL) AS r
+  t.dedupe_key, t.dedupe_scope, t.idempotency_key, t.parent_id, t.backoff, coalesce(t.now, $2), NULL,
+  NULL, NULL) AS r
 ORDER BY t.n;
 
 -- name: enqueueClaimed
