@@ -108,7 +108,7 @@ export async function rawProcess(
 		for (const r of done) complete.get({ id: r.id, token: r.lease_token, output: 'null', now })
 		wake.run({ names, now })
 		return claim.all({
-			names,
+			name: 'noop',
 			owner: 'raw',
 			token: createLeaseToken(),
 			expires: now + 30_000,

@@ -157,6 +157,20 @@ export function storageCases(factory: StorageFactory): void {
 			expect(await s.claim(claimParams({ names: ['c'] }))).toEqual([])
 		})
 
+		it('keeps claim order across the names of one claim', async () => {
+			const a1 = newJob({ name: 'a', priority: 1 })
+			const b0 = newJob({ name: 'b', priority: 0, runAt: T0 - 10 })
+			const a0 = newJob({ name: 'a', priority: 0, runAt: T0 - 5 })
+			const b1 = newJob({ name: 'b', priority: 1 })
+			const c0 = newJob({ name: 'c', priority: 0 })
+			const aLater = newJob({ name: 'a', priority: 0, runAt: T0 + 100 })
+			await s.enqueue({ jobs: [a1, b0, a0, b1, c0, aLater], now: T0 - 20 })
+			const first = await s.claim(claimParams({ names: ['a', 'b'], limit: 3 }))
+			expect(first.map((j) => j.id)).toEqual([b0.id, a0.id, a1.id])
+			const rest = await s.claim(claimParams({ names: ['b', 'a'], limit: 10 }))
+			expect(rest.map((j) => j.id)).toEqual([b1.id])
+		})
+
 		it('never hands one job to two claimers at once', async () => {
 			await s.enqueue({ jobs: Array.from({ length: 200 }, () => newJob()), now: T0 })
 			const other = await t.reopen()

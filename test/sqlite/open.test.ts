@@ -5,7 +5,7 @@ import Database from 'better-sqlite3'
 import { afterEach, beforeEach, expect, it } from 'vitest'
 import { StorageCorruptError, StorageForeignError } from '../../src/index.js'
 import { sqlite } from '../../src/storage/sqlite/index.js'
-import { SCHEMA_VERSION } from '../../src/storage/sqlite/schema.js'
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/storage/sqlite/schema.js'
 
 let dir: string
 beforeEach(() => {
@@ -99,4 +99,24 @@ it('opens the same file from two storages at once, migrating once', async () => 
 	await a.close()
 	await b.close()
 	expect(schemaOf(path)).toContain('spool_jobs')
+})
+
+it('upgrades a file of schema 3: its pending jobs stay claimable through the per-name claim index', async () => {
+	const path = join(dir, 'v3.db')
+	const db = new Database(path)
+	db.exec('CREATE TABLE spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)')
+	for (const sql of MIGRATIONS.slice(0, 3)) db.exec(sql)
+	db.prepare("INSERT INTO spool_meta (key, value) VALUES ('schema_version', '3')").run()
+	db.prepare(
+		`INSERT INTO spool_jobs (id, name, input, status, priority, run_at, max_attempts, created_at, updated_at)
+		VALUES ('old', 'work', 'null', 'pending', 0, 0, 3, 0, 0)`,
+	).run()
+	db.close()
+	const s = sqlite({ path })
+	await s.open()
+	const claimed = await s.claim({ names: ['work', 'other'], owner: 'w', limit: 5, leaseMs: 1000, now: 10 })
+	expect(claimed.map((j) => j.id)).toEqual(['old'])
+	await s.close()
+	expect(schemaOf(path)).toContain('spool_jobs_claim_name')
+	expect(schemaOf(path)).not.toContain('spool_jobs_claim ON')
 })

@@ -6,7 +6,7 @@ CREATE TABLE spool_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE spool_paused ( name TEXT PRIMARY KEY, paused_at INTEGER NOT NULL ) WITHOUT ROWID;
 CREATE TABLE spool_steps ( job_id TEXT NOT NULL, step_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('started', 'completed', 'failed')), output TEXT, error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, idx INTEGER, PRIMARY KEY (job_id, step_id) ) WITHOUT ROWID;
 CREATE TABLE spool_waiters ( id TEXT PRIMARY KEY, job_id TEXT NOT NULL, topic TEXT NOT NULL, match TEXT, events TEXT NOT NULL DEFAULT '[]', created_at INTEGER NOT NULL ) WITHOUT ROWID;
-CREATE INDEX spool_jobs_claim ON spool_jobs (priority, run_at, seq) WHERE status = 'pending';
+CREATE INDEX spool_jobs_claim_name ON spool_jobs (name, priority, run_at, seq) WHERE status = 'pending';
 CREATE INDEX spool_jobs_concurrency ON spool_jobs (concurrency_key, status) WHERE concurrency_key IS NOT NULL;
 CREATE INDEX spool_jobs_dedupe ON spool_jobs (name, dedupe_key, status) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'active');
 CREATE INDEX spool_jobs_finished ON spool_jobs (status, finished_at) WHERE finished_at IS NOT NULL;

@@ -6,7 +6,7 @@
  */
 
 /** The newest schema version this code knows. A file with a newer one is refused. */
-export const SCHEMA_VERSION = 3
+export const SCHEMA_VERSION = 4
 
 /** Migration N brings the schema from version N-1 to N. */
 export const MIGRATIONS: readonly string[] = [
@@ -112,5 +112,12 @@ CREATE TRIGGER spool_jobs_delete_waiters AFTER DELETE ON spool_jobs
 BEGIN
   DELETE FROM spool_waiters WHERE job_id = OLD.id;
 END;
+`,
+	// 4: claims walk pending jobs one name at a time, in claim order: a worker's claim no longer
+	// steps over the pending jobs of names it does not run, nor (within a priority) over jobs
+	// scheduled for later.
+	`
+CREATE INDEX spool_jobs_claim_name ON spool_jobs (name, priority, run_at, seq) WHERE status = 'pending';
+DROP INDEX spool_jobs_claim;
 `,
 ]

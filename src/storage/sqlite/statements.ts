@@ -86,16 +86,18 @@ const CLAIMED = `seq, id, name, input, attempt, max_attempts, priority, parent_i
 		lease_owner, lease_token, lease_expires_at`
 
 /**
- * A claimable job `j`: due, pending, of the names (a JSON array), its name not paused, its dedupe
- * key (if any) not held by an active job (single-flight), its concurrency key (if any) not at its
- * limit (running jobs, or a full window).
+ * A claimable job `j`: due, pending, of the name `@name`, not paused, its dedupe key (if any) not
+ * held by an active job (single-flight), its concurrency key (if any) not at its limit (running
+ * jobs, or a full window). One name at a time, so the walk is a seek into spool_jobs_claim_name
+ * (name, priority, run_at, seq) in claim order: other names' jobs cost nothing. The holder check
+ * repeats the dedupe index's condition so SQLite can use that index for it.
  */
-const CANDIDATE = `status = 'pending' AND run_at <= @now
-			AND name IN (SELECT value FROM json_each(@names))
-			AND name NOT IN (SELECT name FROM spool_paused)
+const CANDIDATE = `name = @name AND status = 'pending' AND run_at <= @now
+			AND NOT EXISTS (SELECT 1 FROM spool_paused AS p WHERE p.name = @name)
 			AND (dedupe_key IS NULL OR NOT EXISTS (
 				SELECT 1 FROM spool_jobs AS a
-				WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'))
+				WHERE a.name = j.name AND a.dedupe_key = j.dedupe_key AND a.status = 'active'
+					AND a.dedupe_key IS NOT NULL AND a.status IN ('pending', 'active')))
 			AND (concurrency_key IS NULL
 				OR (concurrency_window IS NULL AND (
 					SELECT count(*) FROM spool_jobs AS c
@@ -120,10 +122,10 @@ export const SQL = {
 		@backoff, @concurrency_key, @concurrency_limit, @concurrency_window, @concurrency_rolling,
 		@now, @now, @started_at)`,
 	/**
-	 * The first pass of a claim, one statement: the first `@limit` due pending jobs of the names (a
-	 * JSON array) in claim order that claimCandidates would return, each to active under the lease,
-	 * except those with a concurrency key (the storage takes them in claimCandidates' passes, one per
-	 * key at a time). Jobs without concurrency keys, the common case, are claimed by this alone.
+	 * The first pass of a claim of one name, one statement: the first `@limit` candidates of `@name`
+	 * in claim order, each to active under the lease, except those with a concurrency key (the
+	 * storage takes them in claimCandidates' passes, one per key at a time). Jobs without
+	 * concurrency keys, the common case, are claimed by this alone.
 	 */
 	claimFast: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
 		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
@@ -131,12 +133,11 @@ export const SQL = {
 			AND concurrency_key IS NULL
 		RETURNING ${CLAIMED}`,
 	/**
-	 * Due pending jobs of the names (a JSON array), in claim order, skipping paused names, jobs
-	 * whose dedupe key is held by an active job (single-flight), and jobs whose concurrency key is
-	 * at its limit (running jobs, or a full window). The storage then takes at most one per
-	 * concurrency key per pass, so a pass never overshoots a limit.
+	 * The first `@limit` candidates of `@name` in claim order. A claim of several names merges
+	 * theirs; it then takes at most one job per concurrency key per pass, so a pass never overshoots
+	 * a limit.
 	 */
-	claimCandidates: `SELECT seq, concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling
+	claimCandidates: `SELECT seq, priority, run_at, concurrency_key, concurrency_limit, concurrency_window, concurrency_rolling
 		FROM spool_jobs AS j WHERE ${CANDIDATE}
 		ORDER BY priority, run_at, seq LIMIT @limit`,
 	/** The chosen candidates (seqs, a JSON array) to active under the lease. */

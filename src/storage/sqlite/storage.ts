@@ -78,6 +78,17 @@ export interface SqliteStorageOptions {
 	readonly maxLogLines?: number
 }
 
+/** A claimable job as claimCandidates returns it. */
+interface Candidate {
+	seq: number
+	priority: number
+	run_at: number
+	concurrency_key: string | null
+	concurrency_limit: number | null
+	concurrency_window: number | null
+	concurrency_rolling: number | null
+}
+
 /** One `enqueue` call waiting for the group commit. */
 interface GroupedEnqueue {
 	readonly params: { readonly jobs: readonly NewJob[]; readonly now: number; readonly claim?: ClaimRequest }
@@ -393,29 +404,25 @@ export class SqliteStorage implements Storage {
 		const expiresAt = now + params.leaseMs
 		const s = this.s
 		// Sleepers of these names whose time came are claimable now, without waiting for reap.
-		const names = JSON.stringify(params.names)
-		s.wakeDueNames.run({ names, now })
-		// The first pass in one statement: the first `limit` candidates, but for those with a
-		// concurrency key. When it takes them all (no keys among them), the claim is done.
-		const rows = s.claimFast.all({
-			names,
-			owner: params.owner,
-			token,
-			expires: expiresAt,
-			now,
-			limit: params.limit,
-		}) as ClaimedRecord[]
-		// More passes: each takes at most one job per concurrency key, so the counts the candidate
+		s.wakeDueNames.run({ names: JSON.stringify(params.names), now })
+		// One name: the first pass in one statement, the first `limit` candidates but for those with
+		// a concurrency key. When it takes them all (no keys among them), the claim is done.
+		const rows: ClaimedRecord[] =
+			params.names.length === 1
+				? (s.claimFast.all({
+						name: params.names[0],
+						owner: params.owner,
+						token,
+						expires: expiresAt,
+						now,
+						limit: params.limit,
+					}) as ClaimedRecord[])
+				: []
+		// (More) passes: each takes at most one job per concurrency key, so the counts the candidate
 		// query saw stay true; a key with room for more is seen again by the next pass.
 		while (rows.length < params.limit) {
 			const want = params.limit - rows.length
-			const candidates = s.claimCandidates.all({ names, now, limit: want }) as {
-				seq: number
-				concurrency_key: string | null
-				concurrency_limit: number | null
-				concurrency_window: number | null
-				concurrency_rolling: number | null
-			}[]
+			const candidates = this.candidates(params.names, now, want)
 			const seen = new Set<string>()
 			const chosen: number[] = []
 			let deferred = false
@@ -459,6 +466,20 @@ export class SqliteStorage implements Storage {
 		// RETURNING does not keep the subquery's order: restore claim order.
 		rows.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)
 		return rows.map((r) => toClaimed(r))
+	}
+
+	/**
+	 * The first `limit` candidates of the names in claim order: each name's first `limit` (one
+	 * seek into the per-name claim index each), merged.
+	 */
+	private candidates(names: readonly string[], now: number, limit: number): Candidate[] {
+		const s = this.s
+		if (names.length === 1) return s.claimCandidates.all({ name: names[0], now, limit }) as Candidate[]
+		const all: Candidate[] = []
+		for (const name of new Set(names))
+			all.push(...(s.claimCandidates.all({ name, now, limit }) as Candidate[]))
+		all.sort((a, b) => a.priority - b.priority || a.run_at - b.run_at || a.seq - b.seq)
+		return all.length > limit ? all.slice(0, limit) : all
 	}
 
 	async claimOrEnqueue(params: {
