@@ -39,7 +39,7 @@ import {
 	type WaiterRow,
 } from './contract.js'
 import { MinHeap } from './heap.js'
-import { newRow, QueueEntry, type Row } from './row.js'
+import { dequeued, newRow, type Queued, queueEntry, type Row } from './row.js'
 
 /** Options of the memory storage. */
 export interface MemoryStorageOptions {
@@ -49,17 +49,17 @@ export interface MemoryStorageOptions {
 
 export { Row } from './row.js'
 
-type HeapEntry = QueueEntry
+type HeapEntry = Queued
 
 const lessEntry = (a: HeapEntry, b: HeapEntry): boolean =>
 	a.priority !== b.priority
 		? a.priority < b.priority
-		: a.runAt !== b.runAt
-			? a.runAt < b.runAt
+		: a.queuedAt !== b.queuedAt
+			? a.queuedAt < b.queuedAt
 			: a.seq < b.seq
 
 const lessRunAt = (a: HeapEntry, b: HeapEntry): boolean =>
-	a.runAt !== b.runAt ? a.runAt < b.runAt : a.seq < b.seq
+	a.queuedAt !== b.queuedAt ? a.queuedAt < b.queuedAt : a.seq < b.seq
 
 /** Pending jobs of one name: those due, in claim order, and those not due yet, by time. */
 interface NameQueue {
@@ -331,22 +331,23 @@ export class MemoryStorage implements Storage {
 		this.holders(row)?.pending.add(row)
 		if (this.deferQueues) return
 		const q = this.queueOf(row.name)
-		const entry = new QueueEntry(row)
+		const entry = queueEntry(row)
 		if (row.runAt <= now) q.ready.push(entry)
 		else q.delayed.push(entry)
 	}
 
 	/** Moves entries that are due by `now` from delayed to ready. */
 	private promote(q: NameQueue, now: number): void {
-		for (let top = q.delayed.peek(); top && top.runAt <= now; top = q.delayed.peek()) {
+		for (let top = q.delayed.peek(); top && top.queuedAt <= now; top = q.delayed.peek()) {
 			q.delayed.pop()
 			if (this.isLive(top)) q.ready.push(top)
+			else dequeued(top)
 		}
 	}
 
 	/** Whether a queue entry still stands for its row: pending since the entry was made, not removed. */
 	private isLive(e: HeapEntry): boolean {
-		return e.row.status === 'pending' && e.epoch === e.row.pendingEpoch
+		return e.row.status === 'pending' && e.queuedEpoch === e.row.pendingEpoch
 	}
 
 	private runningOf(row: Row): number {
@@ -419,6 +420,7 @@ export class MemoryStorage implements Storage {
 				let top = heap.peek()
 				while (top && !this.isLive(top)) {
 					heap.pop()
+					dequeued(top)
 					top = heap.peek()
 				}
 				if (top && (!bestEntry || lessEntry(top, bestEntry))) {
@@ -433,6 +435,7 @@ export class MemoryStorage implements Storage {
 				skipped.push(bestEntry)
 				continue
 			}
+			dequeued(bestEntry)
 			this.applyClaim(row, params.owner, token, expiresAt, now)
 			claimed.push(toClaimed(row))
 			rows.push(row)
@@ -937,9 +940,10 @@ export class MemoryStorage implements Storage {
 		this.deferQueues = false
 		this.queues.clear()
 		for (const row of this.rows.values()) {
+			row.queuedEpoch = -1
 			if (row.status === 'pending') {
 				row.pendingEpoch++
-				this.queueOf(row.name).delayed.push(new QueueEntry(row))
+				this.queueOf(row.name).delayed.push(queueEntry(row))
 			}
 		}
 	}

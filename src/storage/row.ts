@@ -105,6 +105,13 @@ export class Row {
 	seq: number
 	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
 	pendingEpoch: number
+	/**
+	 * While the row is its own entry in a claim queue (see `queueEntry`): the `pendingEpoch` it
+	 * was queued under; -1 when it is in no queue.
+	 */
+	queuedEpoch: number
+	/** The `runAt` it was queued under (its queue key: `runAt` may change while it waits). */
+	queuedAt: number
 	private l: Lease | null = null
 	private o: Options | null = null
 	private r: Run | null = null
@@ -133,6 +140,13 @@ export class Row {
 		this.updatedAt = now
 		this.seq = seq
 		this.pendingEpoch = 0
+		this.queuedEpoch = -1
+		this.queuedAt = 0
+	}
+
+	/** The row, as its own queue entry. */
+	get row(): Row {
+		return this
 	}
 
 	/** A row with every field given (a snapshot). */
@@ -304,27 +318,48 @@ export function newRow(
 		updatedAt: now,
 		seq,
 		pendingEpoch: 0,
+		queuedEpoch: -1,
+		queuedAt: 0,
 		l: null,
 		o: null,
 		r: null,
 	} as unknown as Row
 }
 
-/** A pending job's place in its name's claim queue, with the keys it was queued under. */
+/**
+ * A pending job's place in its name's claim queue, with the keys it was queued under, when the
+ * row cannot be its own entry (it is in a queue already, under older keys: a debounce).
+ */
 export class QueueEntry {
 	readonly row: Row
-	readonly epoch: number
+	readonly queuedEpoch: number
 	readonly priority: number
-	readonly runAt: number
+	readonly queuedAt: number
 	readonly seq: number
 
 	constructor(row: Row) {
 		this.row = row
-		this.epoch = row.pendingEpoch
+		this.queuedEpoch = row.pendingEpoch
 		this.priority = row.priority
-		this.runAt = row.runAt
+		this.queuedAt = row.runAt
 		this.seq = row.seq
 	}
+}
+
+/** An entry of a claim queue: a row (most of the time, saving an object per job) or a QueueEntry. */
+export type Queued = Row | QueueEntry
+
+/** The entry to queue `row` under, now that it entered pending: the row itself if it is in no queue. */
+export function queueEntry(row: Row): Queued {
+	if (row.queuedEpoch !== -1) return new QueueEntry(row)
+	row.queuedEpoch = row.pendingEpoch
+	row.queuedAt = row.runAt
+	return row
+}
+
+/** Call with each entry taken out of a queue for good: a row is then in no queue. */
+export function dequeued(e: Queued): void {
+	if (e.row === e) (e as Row).queuedEpoch = -1
 }
 
 /**
