@@ -272,6 +272,12 @@ export interface PublishedEvent {
 	readonly topic: string
 	readonly subject: JsonText
 	readonly payload: JsonText
+	/**
+	 * Set on a job's own completion event (topic `job:<name>`, subject the job's input, payload
+	 * `{"input": <input>, "output": <output>}`): a storage may build it from the row it completes
+	 * (only where a waiter wants it) instead of reading `subject` and `payload` for every job.
+	 */
+	readonly completion?: true
 }
 
 /** A job waiting for events (`job.waitFor`, `pipe.waitFor`) inside its handler. */

@@ -91,6 +91,7 @@ const NULL_JSON = 'null' as JsonText
  * storage reads them: the memory storage does only when someone waits, most completions never.
  */
 class CompletionEvent implements PublishedEvent {
+	readonly completion = true as const
 	constructor(
 		private readonly name: string,
 		readonly subject: JsonText,

@@ -1121,9 +1121,12 @@ function quote(value: string): string {
 	return `"${ARRAY_SPECIAL.test(value) ? value.replace(ARRAY_SPECIAL_ALL, '\\$&') : value}"`
 }
 
-/** A completion that keeps its row, publishes no event and starts no job: the `complete` statement. */
+/**
+ * A completion that keeps its row and publishes no event but its job's own completion event: the
+ * `complete` statement (follow-up jobs were set apart before).
+ */
 function isSimpleCompletion(o: Outcome): boolean {
-	return o.kind === 'completed' && o.remove !== true && o.event === undefined
+	return o.kind === 'completed' && o.remove !== true && (o.event === undefined || o.event.completion === true)
 }
 
 /** The parameters of `complete`: ids, tokens and outputs as array literals built with one join each. */
@@ -1132,6 +1135,7 @@ function completeValues(outcomes: readonly Outcome[], now: number): unknown[] {
 	const ids = new Array<string>(n)
 	const tokens = new Array<string>(n)
 	const outputs = new Array<string>(n)
+	const evented = new Array<string>(n)
 	let lastToken = ''
 	let lastQuoted = ''
 	for (let i = 0; i < n; i++) {
@@ -1144,8 +1148,15 @@ function completeValues(outcomes: readonly Outcome[], now: number): unknown[] {
 		}
 		tokens[i] = lastQuoted
 		outputs[i] = o.kind === 'completed' ? quote(o.output) : 'NULL'
+		evented[i] = o.kind === 'completed' && o.event !== undefined ? 't' : 'f'
 	}
-	return [`{${ids.join(',')}}`, `{${tokens.join(',')}}`, `{${outputs.join(',')}}`, now]
+	return [
+		`{${ids.join(',')}}`,
+		`{${tokens.join(',')}}`,
+		`{${outputs.join(',')}}`,
+		now,
+		`{${evented.join(',')}}`,
+	]
 }
 
 function toKeyedRecord(j: NewJob) {

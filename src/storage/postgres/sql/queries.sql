@@ -219,22 +219,41 @@ WHERE j.id = l.id AND j.status = 'active' AND j.lease_token = l.token
 RETURNING j.id;
 
 -- name: complete
--- params: $1 ids text[], $2 tokens text[], $3 outputs text[] (JSON texts), $4 now bigint
--- The common outcome on its own: completions that keep their row and publish no event, each
--- applied only while its token holds the job (fencing), waking the waiting parents of those
--- applied. The same changes as settle's for them, from plain arrays (no JSON document to build
--- and parse, no CTEs for kinds that are absent). Returns the ids applied.
+-- params: $1 ids text[], $2 tokens text[], $3 outputs text[] (JSON texts), $4 now bigint, $5 evented boolean[]
+-- The common outcome on its own: completions that keep their row, each applied only while its
+-- token holds the job (fencing), waking the waiting parents of those applied. $5: whether the
+-- completion publishes its job's completion event (topic 'job:' || name, subject the input,
+-- payload {input, output}), built here from the row and only for waiters that want it. The same
+-- changes as settle's for these outcomes, from plain arrays (no JSON document of every outcome to
+-- build and parse, no CTEs for kinds that are absent). Returns the ids applied.
 WITH o AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS o(id, token, output)
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::boolean[]) AS o(id, token, output, evented)
 ), changed AS (
   UPDATE {{schema}}.jobs AS j SET status = 'completed', output = o.output, finished_at = $4,
     updated_at = $4, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
   FROM o WHERE j.id = o.id AND j.status = 'active' AND j.lease_token = o.token
-  RETURNING j.id, j.parent_id
+  RETURNING j.id, j.parent_id, j.name, j.input, o.output, o.evented
 ), woken AS (
   UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $4, updated_at = $4
   FROM (SELECT DISTINCT parent_id FROM changed WHERE parent_id IS NOT NULL) AS c
   WHERE p.id = c.parent_id AND p.status = 'waiting'
+  RETURNING p.id
+), received AS (
+  SELECT w.id, w.job_id,
+    jsonb_agg(jsonb_build_object('input', c.input::jsonb, 'output', c.output::jsonb)) AS payloads
+  FROM changed c
+  JOIN {{schema}}.waiters w ON w.topic = 'job:' || c.name AND (w.match IS NULL OR c.input::jsonb @> w.match)
+  JOIN {{schema}}.jobs wj ON wj.id = w.job_id AND wj.status IN ('pending', 'active', 'waiting')
+  WHERE c.evented
+  GROUP BY w.id, w.job_id
+), published AS (
+  UPDATE {{schema}}.waiters AS w SET events = w.events || r.payloads
+  FROM received r WHERE w.id = r.id
+  RETURNING w.job_id
+), signalled AS (
+  UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $4, updated_at = $4
+  WHERE p.id IN (SELECT job_id FROM received) AND p.status = 'waiting'
+    AND p.id NOT IN (SELECT id FROM woken)
   RETURNING p.id
 )
 SELECT id FROM changed;
