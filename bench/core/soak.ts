@@ -64,10 +64,12 @@ type Sized = { size: number }
 const q = queue as unknown as {
 	waiters: Sized
 	worker: {
-		running: Sized
-		live: Sized
+		running: number
+		liveCount: number
+		liveHead: unknown
 		adopted: Sized
-		completer: { buffer: unknown[]; logs: Sized }
+		buffered: unknown[]
+		completer: { outcomes: unknown[]; targets: unknown[]; logs: Sized }
 	}
 }
 const s = storage as unknown as {
@@ -76,22 +78,26 @@ const s = storage as unknown as {
 	dedupe: Sized
 	active: Sized
 	waiting: Sized
+	waitersByTopic: Sized
 	queues: Map<string, { ready: Sized; delayed: Sized }>
 }
 let heapEntries = 0
 for (const nq of s.queues.values()) heapEntries += nq.ready.size + nq.delayed.size
 const leftovers = {
 	'queue.waiters': q.waiters.size,
-	'worker.running': q.worker.running.size,
-	'worker.live': q.worker.live.size,
+	'worker.running': q.worker.running,
+	'worker.live': q.worker.liveCount + (q.worker.liveHead === null ? 0 : 1),
 	'worker.adopted': q.worker.adopted.size,
-	'completer.buffer': q.worker.completer.buffer.length,
+	'worker.buffered': q.worker.buffered.length,
+	'completer.outcomes': q.worker.completer.outcomes.length,
+	'completer.targets': q.worker.completer.targets.length,
 	'completer.logs': q.worker.completer.logs.size,
 	'memory.rows': s.rows.size,
 	'memory.idempotency': s.idempotency.size,
 	'memory.dedupe': s.dedupe.size,
 	'memory.active': s.active.size,
 	'memory.waiting': s.waiting.size,
+	'memory.waitersByTopic': s.waitersByTopic.size,
 	'memory.heapEntries': heapEntries,
 }
 await queue.close()
