@@ -10,6 +10,8 @@ const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'
 export function createIdGenerator(): () => string {
 	let lastMs = -1
 	let random = new Uint8Array(10)
+	/** The 10 time characters of lastMs: the same for every id of one millisecond. */
+	let timePart = ''
 	return function nextId(): string {
 		const ms = Date.now()
 		if (ms === lastMs) {
@@ -22,13 +24,14 @@ export function createIdGenerator(): () => string {
 			lastMs = ms
 			random = new Uint8Array(randomBytes(10))
 			random[0]! &= 0x7f // leave room to count up without wrapping
+			timePart = ''
+			let t = ms
+			for (let i = 0; i < 10; i++) {
+				timePart = ALPHABET[t % 32]! + timePart
+				t = Math.floor(t / 32)
+			}
 		}
-		let out = ''
-		let t = ms
-		for (let i = 0; i < 10; i++) {
-			out = ALPHABET[t % 32]! + out
-			t = Math.floor(t / 32)
-		}
+		let out = timePart
 		// 80 random bits as 16 base32 characters, 5 bits at a time.
 		let acc = 0
 		let bits = 0
