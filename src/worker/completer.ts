@@ -121,7 +121,8 @@ export class Completer {
 			const logs = this.logs
 			this.outcomes = []
 			this.targets = []
-			this.logs = new Map()
+			// An empty map stays (nothing of it is written): no map per write for jobs that log nothing.
+			if (logs.size > 0) this.logs = new Map()
 			const request = outcomes.length > 0 ? (this.claims?.take() ?? null) : null
 			let results: SettleResult[]
 			let claimed: ClaimedJob[] = []
@@ -144,7 +145,7 @@ export class Completer {
 				// Put them back in front, in order, and try again later.
 				this.outcomes = outcomes.concat(this.outcomes)
 				this.targets = targets.concat(this.targets)
-				for (const [id, lines] of logs) this.addLogs(id, lines)
+				if (logs !== this.logs) for (const [id, lines] of logs) this.addLogs(id, lines)
 				this.report(err, 'settle')
 				if (this.stopped) return
 				this.retryDelay = Math.min(5000, this.retryDelay ? this.retryDelay * 2 : 100)

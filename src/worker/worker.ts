@@ -326,8 +326,14 @@ export class Worker {
 		const now = this.deps.clock.now()
 		for (const job of claimed) this.accept(job, now)
 		this.lastClaimFull = claimed.length === request.limit
-		if (claimed.length === request.limit || this.wakeRequested) void this.fetch()
-		else this.goIdle()
+		if (claimed.length === request.limit || this.wakeRequested) {
+			// No free slot left (the common case of a busy worker): full now, without a fetch call.
+			if (this.room() > 0) void this.fetch()
+			else {
+				this.wakeRequested = false
+				this.mode = 'full'
+			}
+		} else this.goIdle()
 	}
 
 	/**
