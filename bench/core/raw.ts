@@ -26,32 +26,19 @@ function row(id: string, now: number) {
 		id,
 		name: 'noop',
 		input: '{"i":1}',
-		status: 'pending',
 		priority: 0,
 		run_at: now,
-		attempt: 0,
 		max_attempts: 4,
-		lease_owner: null,
-		lease_token: null,
-		lease_expires_at: null,
-		dedupe_key: null,
-		dedupe_scope: null,
-		idempotency_key: null,
 		parent_id: null,
 		backoff: null,
-		concurrency_key: null,
-		concurrency_limit: null,
-		concurrency_window: null,
-		concurrency_rolling: null,
 		now,
-		started_at: null,
 	}
 }
 
 /** Inserts `jobs` jobs, one transaction each (one fsync each). */
 export async function rawEnqueueOne(path: string, jobs: number): Promise<number> {
 	const db = await openRaw(path, 'FULL')
-	const insert = db.prepare(SQL.insert)
+	const insert = db.prepare(SQL.insertPlain)
 	const nextId = createIdGenerator()
 	const one = db.transaction((id: string) => insert.run(row(id, Date.now())))
 	const t0 = performance.now()
@@ -64,7 +51,7 @@ export async function rawEnqueueOne(path: string, jobs: number): Promise<number>
 /** Inserts `jobs` jobs, `batch` per transaction. */
 export async function rawEnqueueBulk(path: string, jobs: number, batch: number): Promise<number> {
 	const db = await openRaw(path, 'FULL')
-	const insert = db.prepare(SQL.insert)
+	const insert = db.prepare(SQL.insertPlain)
 	const nextId = createIdGenerator()
 	const many = db.transaction((ids: string[]) => {
 		const now = Date.now()
@@ -93,7 +80,7 @@ export async function rawProcess(
 	synchronous: 'FULL' | 'NORMAL' | 'OFF' = 'FULL',
 ): Promise<number> {
 	const db = await openRaw(path, synchronous)
-	const insert = db.prepare(SQL.insert)
+	const insert = db.prepare(SQL.insertPlain)
 	const nextId = createIdGenerator()
 	const now0 = Date.now()
 	db.transaction(() => {

@@ -122,6 +122,14 @@ export const SQL = {
 		@backoff, @concurrency_key, @concurrency_limit, @concurrency_window, @concurrency_rolling,
 		@now, @now, @started_at)`,
 	/**
+	 * A plain job's insert (no keys, no flow options, not leased): a job kept under its id already
+	 * makes no change (`changes` 0), which spares a lookup by id before each insert.
+	 */
+	insertPlain: `INSERT INTO spool_jobs (id, name, input, status, priority, run_at, max_attempts,
+		parent_id, backoff, created_at, updated_at)
+		VALUES (@id, @name, @input, 'pending', @priority, @run_at, @max_attempts, @parent_id, @backoff, @now, @now)
+		ON CONFLICT (id) DO NOTHING`,
+	/**
 	 * The first pass of a claim of one name, one statement: the first `@limit` candidates of `@name`
 	 * in claim order, each to active under the lease, except those with a concurrency key (the
 	 * storage takes them in claimCandidates' passes, one per key at a time). Jobs without

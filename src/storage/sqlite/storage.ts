@@ -306,6 +306,28 @@ export class SqliteStorage implements Storage {
 		lease?: { owner: string; token: string; expiresAt: number },
 	): EnqueueResult {
 		const s = this.s
+		if (
+			!lease &&
+			job.idempotencyKey === null &&
+			job.dedupeKey === null &&
+			!job.tick &&
+			!job.debounce &&
+			!job.throttle &&
+			!job.concurrency
+		) {
+			const inserted = s.insertPlain.run({
+				id: job.id,
+				name: job.name,
+				input: job.input,
+				priority: job.priority,
+				run_at: job.runAt,
+				max_attempts: job.maxAttempts,
+				parent_id: job.parentId,
+				backoff: job.backoff,
+				now,
+			})
+			return { status: inserted.changes === 1 ? 'created' : 'existing', id: job.id }
+		}
 		const same = s.idById.get(job.id) as { id: string } | undefined
 		if (same) return { status: 'existing', id: same.id }
 		if (job.idempotencyKey !== null) {
