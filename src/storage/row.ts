@@ -2,11 +2,11 @@
  * The row the memory storage (and the file log built on it) keeps per job, laid out to be small:
  * a million pending jobs must fit in a few hundred MB. Internal, not part of the public API.
  *
- * - Fields every job uses are plain fields. Those only some jobs use live in three side objects,
+ * - Fields every job uses are plain fields. Those only some jobs use live in two side objects,
  *   made when first set and read through accessors (so code reads `row.leaseOwner` as before):
- *   the lease (active jobs), the enqueue options (dedupe, idempotency, parent, backoff,
- *   concurrency: most jobs have none) and the run (started/finished times, output, errors, logs,
- *   steps: jobs that ran). A pending job that never ran is one object of 15 fields.
+ *   the enqueue options (dedupe, idempotency, parent, backoff, concurrency: most jobs have none)
+ *   and the run (lease, last change time, started/finished times, output, errors, logs, steps:
+ *   jobs that ran or changed). A pending job that never changed is one object of 15 fields.
  * - `errors` and `logs` start as one shared, frozen empty array: add to them with `addError` and
  *   `addLogs`, never by pushing (a push on the shared array throws).
  * - Times are kept in fields V8 treats as tagged, not as unboxed doubles (see `warm` below), so a
@@ -18,14 +18,6 @@ import type { JsonText } from '../json.js'
 import type { AttemptError, DedupeScope, JobStatus, StepRow } from './contract.js'
 
 const NONE = Object.freeze([]) as unknown as never[]
-
-class Lease {
-	constructor(
-		public owner: string | null,
-		public token: string | null,
-		public expiresAt: number,
-	) {}
-}
 
 class Options {
 	constructor(
@@ -39,6 +31,10 @@ class Options {
 }
 
 class Run {
+	updatedAt = 0
+	leaseOwner: string | null = null
+	leaseToken: string | null = null
+	leaseExpiresAt = 0
 	startedAt: number | null = null
 	finishedAt: number | null = null
 	output: JsonText | null = null
@@ -48,8 +44,12 @@ class Run {
 }
 
 /** A Run, as an object literal: V8 pretenures literals that live long (a class instance is not). */
-function newRun(): Run {
+function newRun(updatedAt: number): Run {
 	return {
+		updatedAt,
+		leaseOwner: null,
+		leaseToken: null,
+		leaseExpiresAt: 0,
 		startedAt: null,
 		finishedAt: null,
 		output: null,
@@ -101,7 +101,6 @@ export class Row {
 	attempt: number
 	maxAttempts: number
 	createdAt: number
-	updatedAt: number
 	seq: number
 	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
 	pendingEpoch: number
@@ -112,7 +111,6 @@ export class Row {
 	queuedEpoch: number
 	/** The `runAt` it was queued under (its queue key: `runAt` may change while it waits). */
 	queuedAt: number
-	private l: Lease | null = null
 	private o: Options | null = null
 	private r: Run | null = null
 
@@ -137,7 +135,6 @@ export class Row {
 		this.attempt = 0
 		this.maxAttempts = maxAttempts
 		this.createdAt = now
-		this.updatedAt = now
 		this.seq = seq
 		this.pendingEpoch = 0
 		this.queuedEpoch = -1
@@ -157,7 +154,8 @@ export class Row {
 		row.updatedAt = f.updatedAt
 		row.pendingEpoch = f.pendingEpoch
 		row.setOptions(f.dedupeKey, f.dedupeScope, f.idempotencyKey, f.parentId, f.backoff, f.concurrency)
-		if (f.leaseOwner !== null || f.leaseToken !== null) row.l = new Lease(f.leaseOwner, f.leaseToken, 0)
+		if (f.leaseOwner !== null) row.leaseOwner = f.leaseOwner
+		if (f.leaseToken !== null) row.leaseToken = f.leaseToken
 		row.leaseExpiresAt = f.leaseExpiresAt
 		if (f.startedAt !== null) row.startedAt = f.startedAt
 		if (f.finishedAt !== null) row.finishedAt = f.finishedAt
@@ -189,7 +187,7 @@ export class Row {
 	}
 
 	private run(): Run {
-		this.r ??= newRun()
+		this.r ??= newRun(this.createdAt)
 		return this.r
 	}
 
@@ -210,28 +208,39 @@ export class Row {
 		if (target.length > max) target.splice(0, target.length - max)
 	}
 
+	/** The last change's time: `createdAt` until the job first changes. */
+	get updatedAt(): number {
+		return this.r === null ? this.createdAt : this.r.updatedAt
+	}
+	set updatedAt(v: number) {
+		if (this.r !== null) this.r.updatedAt = v
+		else if (v !== this.createdAt) this.run().updatedAt = v
+	}
+
 	get leaseOwner(): string | null {
-		return this.l === null ? null : this.l.owner
+		return this.r === null ? null : this.r.leaseOwner
 	}
 	/** Setting null drops the whole lease (owner, token and expiry go together). */
 	set leaseOwner(v: string | null) {
-		if (v === null) this.l = null
-		else if (this.l === null) this.l = new Lease(v, null, 0)
-		else this.l.owner = v
+		const r = this.r
+		if (v !== null) this.run().leaseOwner = v
+		else if (r !== null) {
+			r.leaseOwner = null
+			r.leaseToken = null
+			r.leaseExpiresAt = 0
+		}
 	}
 	get leaseToken(): string | null {
-		return this.l === null ? null : this.l.token
+		return this.r === null ? null : this.r.leaseToken
 	}
 	set leaseToken(v: string | null) {
-		if (this.l !== null) this.l.token = v
-		else if (v !== null) this.l = new Lease(null, v, 0)
+		if (this.r !== null || v !== null) this.run().leaseToken = v
 	}
 	get leaseExpiresAt(): number {
-		return this.l === null ? 0 : this.l.expiresAt
+		return this.r === null ? 0 : this.r.leaseExpiresAt
 	}
 	set leaseExpiresAt(v: number) {
-		if (this.l !== null) this.l.expiresAt = v
-		else if (v !== 0) this.l = new Lease(null, null, v)
+		if (this.r !== null || v !== 0) this.run().leaseExpiresAt = v
 	}
 
 	get dedupeKey(): string | null {
@@ -315,7 +324,6 @@ export function newRow(
 		attempt: 0,
 		maxAttempts,
 		createdAt: now,
-		updatedAt: now,
 		seq,
 		pendingEpoch: 0,
 		queuedEpoch: -1,
@@ -375,8 +383,8 @@ function warm(): void {
 	row.attempt = n
 	row.maxAttempts = n
 	row.pendingEpoch = n
-	const lease = new Lease(null, null, n)
-	lease.expiresAt = 0.5
+	const run = newRun(n)
+	run.leaseExpiresAt = n
 	new QueueEntry(row)
 }
 warm()
