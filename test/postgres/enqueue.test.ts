@@ -9,6 +9,7 @@ import { createJob, createQueue, silentLogger } from '../../src/index.js'
 import type { JsonText } from '../../src/json.js'
 import type { NewJob } from '../../src/storage/contract.js'
 import { postgres } from '../../src/storage/postgres/index.js'
+import { Listener } from '../../src/storage/postgres/listener.js'
 import { PostgresStorage } from '../../src/storage/postgres/storage.js'
 import { adminPool, DATABASE_URL, freshSchema } from './helpers.js'
 
@@ -47,6 +48,22 @@ function newJob(over: Partial<NewJob> = {}): NewJob {
 	}
 }
 
+/** Counts the statements named `…:<name>` that connections of `pool` run. */
+function countStatements(pool: pg.Pool, name: string): () => number {
+	let n = 0
+	const wrapped = new WeakSet<object>()
+	pool.on('acquire', (client) => {
+		if (wrapped.has(client)) return
+		wrapped.add(client)
+		const query = client.query.bind(client) as (...args: unknown[]) => unknown
+		;(client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args) => {
+			if (((args[0] as { name?: string } | undefined)?.name ?? '').endsWith(`:${name}`)) n++
+			return query(...args)
+		}
+	})
+	return () => n
+}
+
 async function openStorage(pool?: pg.Pool): Promise<PostgresStorage> {
 	const storage = new PostgresStorage(
 		pool ? { pool, schema: schema() } : { connectionString: DATABASE_URL, schema: schema() },
@@ -59,13 +76,7 @@ async function openStorage(pool?: pg.Pool): Promise<PostgresStorage> {
 it('writes concurrent start() calls in fewer statements than calls, each resolved once stored', async () => {
 	const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
 	cleanups.push(() => pool.end())
-	let inserts = 0
-	const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>
-	;(pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args) => {
-		const name = (args[0] as { name?: string } | undefined)?.name ?? ''
-		if (name.endsWith(':insertManyFresh')) inserts++
-		return query(...args)
-	}
+	const inserts = countStatements(pool, 'insertManyFresh')
 	const queue = createQueue({
 		jobs: { email: createJob({ name: 'email' }, async (_input: { i: number }) => {}) },
 		storage: postgres({ pool, schema: schema() }),
@@ -77,8 +88,8 @@ it('writes concurrent start() calls in fewer statements than calls, each resolve
 	const handles = await Promise.all(Array.from({ length: 300 }, (_, i) => queue.jobs.email.start({ i })))
 	expect(handles.every((h) => h.status === 'created')).toBe(true)
 	expect(new Set(handles.map((h) => h.id)).size).toBe(300)
-	expect(inserts).toBeGreaterThan(0)
-	expect(inserts).toBeLessThan(300)
+	expect(inserts()).toBeGreaterThan(0)
+	expect(inserts()).toBeLessThan(300)
 	// Every call resolved after its job was stored.
 	const stats = await queue.getStats()
 	expect(stats.total.pending).toBe(300)
@@ -172,13 +183,7 @@ it('stores ids, names and inputs exactly as given, whatever characters they hold
 it('writes concurrent enqueues with keys together, deciding each key as calls in order would', async () => {
 	const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
 	cleanups.push(() => pool.end())
-	let keyedStatements = 0
-	const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>
-	;(pool as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args) => {
-		const name = (args[0] as { name?: string } | undefined)?.name ?? ''
-		if (name.endsWith(':enqueueKeyed')) keyedStatements++
-		return query(...args)
-	}
+	const keyedStatements = countStatements(pool, 'enqueueKeyed')
 	const storage = await openStorage(pool)
 	// 60 calls over 10 idempotency keys, and 20 over 2 dedupe keys, all at once.
 	const byKey = Array.from({ length: 60 }, (_, i) => newJob({ idempotencyKey: `k${i % 10}` }))
@@ -186,8 +191,8 @@ it('writes concurrent enqueues with keys together, deciding each key as calls in
 	const results = await Promise.all(
 		[...byKey, ...deduped].map((j, i) => storage.enqueue({ jobs: [j], now: 1_000 + i })),
 	)
-	expect(keyedStatements).toBeGreaterThan(0)
-	expect(keyedStatements).toBeLessThan(80)
+	expect(keyedStatements()).toBeGreaterThan(0)
+	expect(keyedStatements()).toBeLessThan(80)
 	const created = results.flat().filter((r) => r.status === 'created')
 	expect(created).toHaveLength(12)
 	for (let k = 0; k < 10; k++) {
@@ -204,4 +209,34 @@ it('writes concurrent enqueues with keys together, deciding each key as calls in
 	expect(dedupeResults.filter((r) => r.status === 'created')).toHaveLength(2)
 	expect(dedupeResults.filter((r) => r.status === 'deduped')).toHaveLength(18)
 	expect((await storage.getStats({})).total.pending).toBe(12)
+})
+
+it('the listener skips notifications from the backends it is told to ignore', async () => {
+	const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 4 })
+	cleanups.push(() => pool.end())
+	const channel = `${schema()}_jobs`
+	const mineClient = await pool.connect()
+	const otherClient = await pool.connect()
+	cleanups.push(async () => {
+		mineClient.release()
+		otherClient.release()
+	})
+	const minePid = (mineClient as unknown as { processID: number }).processID
+	const ignore = (pid: number) => pid === minePid
+	let calls = 0
+	const listener = new Listener(pool, channel, silentLogger, () => calls++, ignore)
+	listener.start()
+	cleanups.push(async () => listener.stop())
+	const until = async (n: number) => {
+		const deadline = Date.now() + 5_000
+		while (calls < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+	}
+	await until(1) // the catch-up call once LISTEN is in place
+	expect(calls).toBe(1)
+	await mineClient.query(`NOTIFY "${channel}"`)
+	await new Promise((r) => setTimeout(r, 100))
+	expect(calls).toBe(1)
+	await otherClient.query(`NOTIFY "${channel}"`)
+	await until(2)
+	expect(calls).toBe(2)
 })

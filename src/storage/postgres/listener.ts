@@ -21,6 +21,8 @@ export class Listener {
 		private readonly channel: string,
 		private readonly logger: Logger,
 		private readonly onNotify: () => void,
+		/** Notifications from these backends (by process id) wake nobody. */
+		private readonly ignore: (processId: number) => boolean = () => false,
 	) {}
 
 	start(): void {
@@ -33,6 +35,10 @@ export class Listener {
 	 * chunk read from the socket in one go, so a microtask coalesces a burst without delaying the
 	 * first wake-up behind the event loop's other I/O and timers (as a setImmediate would).
 	 */
+	private onNotification = (msg: pg.Notification): void => {
+		if (!this.ignore(msg.processId)) this.fire()
+	}
+
 	private fire = (): void => {
 		if (this.scheduled || this.stopped) return
 		this.scheduled = true
@@ -49,7 +55,7 @@ export class Listener {
 		try {
 			client = await this.pool.connect()
 			const c = client
-			c.on('notification', this.fire)
+			c.on('notification', this.onNotification)
 			c.on('error', (err) => this.lost(c, err))
 			c.on('end', () => this.lost(c, new Error('the connection ended')))
 			await c.query(`LISTEN "${this.channel}"`)

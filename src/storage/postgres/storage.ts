@@ -280,9 +280,18 @@ export class PostgresStorage implements Storage {
 
 	private startListener(): void {
 		if (this.options.listen === false || !this.pool || this.listener) return
-		this.listener = new Listener(this.pool, channelOf(this.schema), this.logger, () => {
-			for (const s of this.subscribers) s()
-		})
+		this.listener = new Listener(
+			this.pool,
+			channelOf(this.schema),
+			this.logger,
+			() => {
+				for (const s of this.subscribers) s()
+			},
+			// This storage's own enqueues: the queue that made them wakes its worker itself, after
+			// the enqueue's hooks ran (a NOTIFY read first would let the worker start the job before
+			// its onTrigger hook).
+			(pid) => this.ownInserts.has(pid),
+		)
 		this.listener.start()
 	}
 
@@ -310,7 +319,7 @@ export class PostgresStorage implements Storage {
 			)
 		}
 		const run = async <R>(name: QueryName, values: unknown[]): Promise<R[]> => {
-			if (!tx) return this.q<R>(name, values)
+			if (!tx) return this.enqueueRunner<R>(name, values)
 			try {
 				return (await tx.query(this.sql[name], values)).rows as R[]
 			} catch (err) {
@@ -328,13 +337,13 @@ export class PostgresStorage implements Storage {
 
 	/** Concurrent small keyless enqueues outside transactions, written together (see batch.ts). */
 	private readonly batcher = new EnqueueBatcher(
-		(jobs, now) => this.insertPlain(this.runner, jobs, now, true),
+		(jobs, now) => this.insertPlain(this.enqueueRunner, jobs, now, true),
 		true,
 	)
 
 	/** The same for enqueues with idempotency or dedupe keys (or ids repeated in a call). */
 	private readonly keyedBatcher = new EnqueueBatcher(
-		(jobs, now) => this.insertKeyed(this.runner, jobs, now),
+		(jobs, now) => this.insertKeyed(this.enqueueRunner, jobs, now),
 		false,
 	)
 
@@ -809,6 +818,45 @@ export class PostgresStorage implements Storage {
 			else await this.transaction((r) => withInserts(o, r))
 		}
 		return outcomes.map((o) => ({ id: o.id, ok: applied.has(o.id) }))
+	}
+
+	/** Backend process ids of this pool's connections running an enqueue of ours, and how many. */
+	private readonly ownInserts = new Map<number, number>()
+
+	/**
+	 * Runs an enqueue statement outside any transaction on a connection of the pool, noting the
+	 * connection's backend while it runs: the NOTIFY it sends at commit is this process's own
+	 * (see startListener). Once the statement's reply is read the mark goes; a notification read
+	 * later wakes the worker once more, harmlessly (the enqueue's hooks have run by then).
+	 */
+	private readonly enqueueRunner: Runner = async <R>(name: QueryName, values: unknown[]) => {
+		const pool = this.pool
+		if (!pool) {
+			throw new StorageUnavailableError(`${this.description} is not open (closed, or open() not awaited).`)
+		}
+		let client: pg.PoolClient
+		try {
+			client = await checkout(pool)
+		} catch (err) {
+			throw wrap(err, this.description)
+		}
+		const pid = (client as { processID?: number | null }).processID ?? null
+		if (pid !== null) this.ownInserts.set(pid, (this.ownInserts.get(pid) ?? 0) + 1)
+		let broken = false
+		try {
+			return (await client.query({ name: this.names[name], text: this.sql[name], values, types: TYPES }))
+				.rows as R[]
+		} catch (err) {
+			broken = isConnectionError(err)
+			throw wrap(err, this.description)
+		} finally {
+			if (pid !== null) {
+				const n = (this.ownInserts.get(pid) ?? 1) - 1
+				if (n > 0) this.ownInserts.set(pid, n)
+				else this.ownInserts.delete(pid)
+			}
+			checkin(client, broken)
+		}
 	}
 
 	/** Named queries on the pool, as a Runner. */
