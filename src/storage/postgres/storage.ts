@@ -1170,11 +1170,11 @@ function quote(value: string): string {
 }
 
 /**
- * A completion that keeps its row and publishes no event but its job's own completion event: the
- * `complete` statement (follow-up jobs were set apart before).
+ * A completion that publishes no event but its job's own completion event: the `complete`
+ * statement (follow-up jobs were set apart before).
  */
 function isSimpleCompletion(o: Outcome): boolean {
-	return o.kind === 'completed' && o.remove !== true && (o.event === undefined || o.event.completion === true)
+	return o.kind === 'completed' && (o.event === undefined || o.event.completion === true)
 }
 
 /** The parameters of `complete`: ids, tokens and outputs as array literals built with one join each. */
@@ -1184,6 +1184,7 @@ function completeValues(outcomes: readonly Outcome[], now: number): unknown[] {
 	const tokens = new Array<string>(n)
 	const outputs = new Array<string>(n)
 	const evented = new Array<string>(n)
+	const removes = new Array<string>(n)
 	let lastToken = ''
 	let lastQuoted = ''
 	for (let i = 0; i < n; i++) {
@@ -1197,6 +1198,7 @@ function completeValues(outcomes: readonly Outcome[], now: number): unknown[] {
 		tokens[i] = lastQuoted
 		outputs[i] = o.kind === 'completed' ? quote(o.output) : 'NULL'
 		evented[i] = o.kind === 'completed' && o.event !== undefined ? 't' : 'f'
+		removes[i] = o.kind === 'completed' && o.remove === true ? 't' : 'f'
 	}
 	return [
 		`{${ids.join(',')}}`,
@@ -1204,6 +1206,7 @@ function completeValues(outcomes: readonly Outcome[], now: number): unknown[] {
 		`{${outputs.join(',')}}`,
 		now,
 		`{${evented.join(',')}}`,
+		`{${removes.join(',')}}`,
 	]
 }
 

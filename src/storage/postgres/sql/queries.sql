@@ -219,20 +219,30 @@ WHERE j.id = l.id AND j.status = 'active' AND j.lease_token = l.token
 RETURNING j.id;
 
 -- name: complete
--- params: $1 ids text[], $2 tokens text[], $3 outputs text[] (JSON texts), $4 now bigint, $5 evented boolean[]
--- The common outcome on its own: completions that keep their row, each applied only while its
--- token holds the job (fencing), waking the waiting parents of those applied. $5: whether the
+-- params: $1 ids text[], $2 tokens text[], $3 outputs text[] (JSON texts), $4 now bigint, $5 evented boolean[], $6 remove boolean[]
+-- The common outcome on its own: completions, each applied only while its token holds the job
+-- (fencing), waking the waiting parents of those applied; $6: delete the row instead of keeping
+-- it (retention 0). Each DML reads the arrays itself (unnest inlined, never a shared materialized
+-- CTE that a nested loop would scan once per job). $5: whether the
 -- completion publishes its job's completion event (topic 'job:' || name, subject the input,
 -- payload {input, output}), built here from the row and only for waiters that want it. The same
 -- changes as settle's for these outcomes, from plain arrays (no JSON document of every outcome to
 -- build and parse, no CTEs for kinds that are absent). Returns the ids applied.
-WITH o AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::boolean[]) AS o(id, token, output, evented)
-), changed AS (
+WITH kept AS (
   UPDATE {{schema}}.jobs AS j SET status = 'completed', output = o.output, finished_at = $4,
     updated_at = $4, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-  FROM o WHERE j.id = o.id AND j.status = 'active' AND j.lease_token = o.token
+  FROM unnest($1::text[], $2::text[], $3::text[], $5::boolean[], $6::boolean[])
+    AS o(id, token, output, evented, remove)
+  WHERE NOT o.remove AND j.id = o.id AND j.status = 'active' AND j.lease_token = o.token
   RETURNING j.id, j.parent_id, j.name, j.input, o.output, o.evented
+), removed AS (
+  DELETE FROM {{schema}}.jobs AS j
+  USING unnest($1::text[], $2::text[], $3::text[], $5::boolean[], $6::boolean[])
+    AS o(id, token, output, evented, remove)
+  WHERE o.remove AND j.id = o.id AND j.status = 'active' AND j.lease_token = o.token
+  RETURNING j.id, j.parent_id, j.name, j.input, o.output, o.evented
+), changed AS (
+  SELECT * FROM kept UNION ALL SELECT * FROM removed
 ), woken AS (
   UPDATE {{schema}}.jobs AS p SET status = 'pending', run_at = $4, updated_at = $4
   FROM (SELECT DISTINCT parent_id FROM changed WHERE parent_id IS NOT NULL) AS c
