@@ -750,14 +750,18 @@ class QueueImpl<J, P> {
 						undefined,
 					)
 				}
-				this.bound.get(job.name)?.emit('start', undefined, meta(job, input))
+				const b = this.bound.get(job.name)
+				// No listener: no event metadata object per job.
+				if (b?.has('start')) b.emit('start', undefined, meta(job, input))
 			},
 			completed: (job, input, output, durationMs) => {
-				this.events.emit(
-					'completed',
-					{ id: job.id, name: job.name, attempt: job.attempt, output, durationMs },
-					undefined,
-				)
+				if (this.events.has('completed')) {
+					this.events.emit(
+						'completed',
+						{ id: job.id, name: job.name, attempt: job.attempt, output, durationMs },
+						undefined,
+					)
+				}
 				const b = this.bound.get(job.name)
 				if (b?.hasListeners()) {
 					const m = meta(job, input)
