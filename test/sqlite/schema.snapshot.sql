@@ -11,6 +11,7 @@ CREATE INDEX spool_jobs_concurrency ON spool_jobs (concurrency_key, status) WHER
 CREATE INDEX spool_jobs_dedupe ON spool_jobs (name, dedupe_key, status) WHERE dedupe_key IS NOT NULL AND status IN ('pending', 'active');
 CREATE INDEX spool_jobs_finished ON spool_jobs (status, finished_at) WHERE finished_at IS NOT NULL;
 CREATE UNIQUE INDEX spool_jobs_idempotency ON spool_jobs (name, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX spool_jobs_keyed ON spool_jobs (name, priority, run_at, seq) WHERE status = 'pending' AND (dedupe_key IS NOT NULL OR concurrency_key IS NOT NULL);
 CREATE INDEX spool_jobs_lease ON spool_jobs (lease_expires_at) WHERE status = 'active';
 CREATE INDEX spool_jobs_parent ON spool_jobs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX spool_jobs_waiting ON spool_jobs (run_at) WHERE status = 'waiting';

@@ -6,7 +6,7 @@
  */
 
 /** The newest schema version this code knows. A file with a newer one is refused. */
-export const SCHEMA_VERSION = 4
+export const SCHEMA_VERSION = 5
 
 /** Migration N brings the schema from version N-1 to N. */
 export const MIGRATIONS: readonly string[] = [
@@ -119,5 +119,11 @@ END;
 	`
 CREATE INDEX spool_jobs_claim_name ON spool_jobs (name, priority, run_at, seq) WHERE status = 'pending';
 DROP INDEX spool_jobs_claim;
+`,
+	// 5: pending jobs with a dedupe or concurrency key, so a claim knows in one seek whether it
+	// needs the per-key checks (most queues have no such job, and this index stays empty).
+	`
+CREATE INDEX spool_jobs_keyed ON spool_jobs (name, priority, run_at, seq)
+  WHERE status = 'pending' AND (dedupe_key IS NOT NULL OR concurrency_key IS NOT NULL);
 `,
 ]

@@ -130,16 +130,23 @@ export const SQL = {
 		VALUES (@id, @name, @input, 'pending', @priority, @run_at, @max_attempts, @parent_id, @backoff, @now, @now)
 		ON CONFLICT (id) DO NOTHING`,
 	/**
-	 * The first pass of a claim of one name, one statement: the first `@limit` candidates of `@name`
-	 * in claim order, each to active under the lease, except those with a concurrency key (the
-	 * storage takes them in claimCandidates' passes, one per key at a time). Jobs without
-	 * concurrency keys, the common case, are claimed by this alone.
+	 * The first pass of a claim of one name, one statement: of the first `@limit` due pending jobs
+	 * of `@name` (not paused) in claim order, those without a dedupe or concurrency key (always
+	 * claimable) to active under the lease. The keyed ones among them, if any, are left to
+	 * claimCandidates' passes (keyedDue says whether there are any). Jobs without keys, the common
+	 * case, are claimed by this alone, without the per-key checks.
 	 */
 	claimFast: `UPDATE spool_jobs SET status = 'active', attempt = attempt + 1, lease_owner = @owner,
 		lease_token = @token, lease_expires_at = @expires, started_at = @now, updated_at = @now
-		WHERE seq IN (SELECT seq FROM spool_jobs AS j WHERE ${CANDIDATE} ORDER BY priority, run_at, seq LIMIT @limit)
-			AND concurrency_key IS NULL
+		WHERE seq IN (SELECT seq FROM spool_jobs
+				WHERE name = @name AND status = 'pending' AND run_at <= @now
+					AND NOT EXISTS (SELECT 1 FROM spool_paused AS p WHERE p.name = @name)
+				ORDER BY priority, run_at, seq LIMIT @limit)
+			AND dedupe_key IS NULL AND concurrency_key IS NULL
 		RETURNING ${CLAIMED}`,
+	/** Whether `@name` has a due pending job with a dedupe or concurrency key (spool_jobs_keyed). */
+	keyedDue: `SELECT 1 FROM spool_jobs WHERE name = @name AND status = 'pending' AND run_at <= @now
+		AND (dedupe_key IS NOT NULL OR concurrency_key IS NOT NULL) LIMIT 1`,
 	/**
 	 * The first `@limit` candidates of `@name` in claim order. A claim of several names merges
 	 * theirs; it then takes at most one job per concurrency key per pass, so a pass never overshoots

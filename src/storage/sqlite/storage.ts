@@ -427,8 +427,8 @@ export class SqliteStorage implements Storage {
 		const s = this.s
 		// Sleepers of these names whose time came are claimable now, without waiting for reap.
 		s.wakeDueNames.run({ names: JSON.stringify(params.names), now })
-		// One name: the first pass in one statement, the first `limit` candidates but for those with
-		// a concurrency key. When it takes them all (no keys among them), the claim is done.
+		// One name: the first pass in one statement, taking the jobs without keys among the first
+		// `limit` due ones. When it took `limit`, or no keyed job is due, the claim is done.
 		const rows: ClaimedRecord[] =
 			params.names.length === 1
 				? (s.claimFast.all({
@@ -440,9 +440,12 @@ export class SqliteStorage implements Storage {
 						limit: params.limit,
 					}) as ClaimedRecord[])
 				: []
+		const keyed =
+			params.names.length !== 1 ||
+			(rows.length < params.limit && s.keyedDue.get({ name: params.names[0], now }) !== undefined)
 		// (More) passes: each takes at most one job per concurrency key, so the counts the candidate
 		// query saw stay true; a key with room for more is seen again by the next pass.
-		while (rows.length < params.limit) {
+		while (keyed && rows.length < params.limit) {
 			const want = params.limit - rows.length
 			const candidates = this.candidates(params.names, now, want)
 			const seen = new Set<string>()
