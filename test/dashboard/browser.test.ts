@@ -103,8 +103,8 @@ it('lists jobs by state and finds one by id', async () => {
 
 it('shows a job with its output, steps and children', async () => {
 	await page.goto(`${server.url}#/job/${seeded.ids.completed}`)
-	await page.locator('[data-testid=output]').waitFor()
-	expect(await page.locator('[data-testid=output]').textContent()).toContain('"cat-300.png"')
+	// Wait for this job's page, not whatever the last test left on screen (a hash change re-renders).
+	await page.locator('[data-testid=output]', { hasText: '"cat-300.png"' }).waitFor()
 	expect(await page.locator('.timeline li').allTextContents()).toEqual([
 		expect.stringContaining('measure'),
 		expect.stringContaining('resize'),
@@ -114,7 +114,8 @@ it('shows a job with its output, steps and children', async () => {
 
 it('renders a dead job whose input holds markup as text, with its error stack', async () => {
 	await page.goto(`${server.url}#/job/${seeded.ids.dead}`)
-	await page.locator('[data-testid=input]').waitFor()
+	// Wait for this job's input: the page of the previous test can still be on screen for a moment.
+	await page.locator('[data-testid=input]', { hasText: '__pwned' }).waitFor()
 	expect(await page.locator('[data-testid=input]').textContent()).toContain(EVIL.replace(/"/g, '\\"'))
 	expect(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned)).toBeUndefined()
 	expect(await page.locator('script').count()).toBe(1) // the dashboard's own, nothing injected
