@@ -84,15 +84,26 @@ try {
 		if (redis && c > 1) await measure(scenario, 'bullmq', n(20_000), () => bullmqProcess(n(20_000), c))
 	}
 
-	// Claiming ahead (worker.prefetch, default 0): a commit carries the jobs of the free slots and of
-	// the prefetch buffer, so at concurrency 10 with prefetch 90 one commit settles and claims up to
-	// 100 jobs. Its raw baseline claims 100 per transaction.
+	// The rows above run the worker's defaults: `worker.prefetch: 'auto'`, so under a backlog of short
+	// jobs a commit settles and claims up to 1,000 jobs, while the raw loop of those rows claims only
+	// `concurrency` per transaction (the issue's baseline). Two more views, so the ratios can be read:
+	// - `process cN prefetch 0`: the worker claiming only its free slots, against that same raw loop;
+	// - `process raw batch 1000`: the raw loop claiming 1,000 per transaction, the ceiling for 'auto'.
+	for (const [c, jobs] of [
+		[10, n(40_000)],
+		[50, n(60_000)],
+	] as const) {
+		const scenario = `process c${c} prefetch 0`
+		await measure(scenario, 'raw sqlite', jobs, () => rawProcess(dir.path(`raw-p${c}pf0.db`), jobs, c))
+		await measure(scenario, 'sqlite', jobs, () => processJobs(sqliteFull, jobs, c, 0))
+		await measure(scenario, 'sqlite normal', jobs, () => processJobs(sqliteNormal, jobs, c, 0))
+		await measure(scenario, 'memory', jobs * 5, () => processJobs(memoryKind, jobs * 5, c, 0))
+	}
 	{
-		const jobs = n(40_000)
-		const scenario = 'process c10 pf90'
-		await measure(scenario, 'raw sqlite', jobs, () => rawProcess(dir.path('raw-p10pf.db'), jobs, 100))
-		await measure(scenario, 'sqlite', jobs, () => processJobs(sqliteFull, jobs, 10, 90))
-		await measure(scenario, 'sqlite normal', jobs, () => processJobs(sqliteNormal, jobs, 10, 90))
+		const jobs = n(60_000)
+		await measure('process raw batch 1000', 'raw sqlite', jobs, () =>
+			rawProcess(dir.path('raw-p1000.db'), jobs, 1000),
+		)
 	}
 
 	const samples = n(3000)

@@ -131,7 +131,7 @@ export interface WorkerOptions {
 	 * `'auto'`: sized to the work: it grows (up to 1,000) while slots sit empty waiting for claims
 	 * and shrinks when a claimed-ahead job waited more than 100 ms to start, so short jobs are
 	 * claimed hundreds at a time and slow ones are not hoarded away from other processes.
-	 * Default `'auto'` on PostgreSQL (storages with `capabilities.remote`), 0 elsewhere.
+	 * Default `'auto'` on every storage. `0` claims only free slots (a job is never held ahead).
 	 */
 	readonly prefetch?: number | 'auto'
 	/** How often the reaper looks for jobs of lost workers and wakes sleeping ones. Default 1s. */
@@ -579,7 +579,7 @@ class QueueImpl<J, P> {
 		if (!(Number.isInteger(concurrency) && concurrency >= 1)) {
 			throw new ConfigError(`concurrency must be a whole number >= 1, got ${concurrency}.`)
 		}
-		const prefetch = workerOpts.prefetch ?? (this.storage.capabilities.remote === true ? 'auto' : 0)
+		const prefetch = workerOpts.prefetch ?? 'auto'
 		if (!(prefetch === 'auto' || (Number.isInteger(prefetch) && prefetch >= 0))) {
 			throw new ConfigError(`worker.prefetch must be 'auto' or a whole number >= 0, got ${prefetch}.`)
 		}

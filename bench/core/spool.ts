@@ -122,13 +122,13 @@ async function fill(place: StorageHandle, jobs: number): Promise<void> {
 /**
  * Processes `jobs` pending no-op jobs at `concurrency`: the time from creating the worker's queue
  * to the last `completed` event. `prefetch`: the worker's `prefetch` (jobs claimed ahead of free
- * slots; default 0).
+ * slots); absent, the worker's default (`'auto'`).
  */
 export async function processJobs(
 	kind: StorageKind,
 	jobs: number,
 	concurrency: number,
-	prefetch = 0,
+	prefetch?: number | 'auto',
 ): Promise<number> {
 	const place = kind.fresh()
 	await fill(place, jobs)
@@ -143,7 +143,7 @@ export async function processJobs(
 		jobs: { noop },
 		storage: place.open(),
 		concurrency,
-		worker: { prefetch },
+		worker: prefetch === undefined ? {} : { prefetch },
 		logger: silentLogger,
 	})
 	queue.on('completed', () => {

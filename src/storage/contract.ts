@@ -342,11 +342,6 @@ export interface StorageCapabilities {
 	 * inserts inside it: the jobs exist only if that transaction commits. Absent means false.
 	 */
 	readonly transactionalEnqueue?: boolean
-	/**
-	 * Every call is a round trip to a server (PostgreSQL): a worker then claims ahead of its free
-	 * slots by default (`worker.prefetch: 'auto'`), so slots do not wait on claims. Absent means false.
-	 */
-	readonly remote?: boolean
 }
 
 /** The contract. See the file's header for the rules every implementation keeps. */

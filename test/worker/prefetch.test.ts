@@ -72,6 +72,42 @@ describe.each(storages)('prefetch on %s', (_name, open) => {
 		await queue.close()
 	})
 
+	it("claims ahead by default ('auto') under a backlog of short jobs, and not at all with prefetch 0", async () => {
+		const storage = await open()
+		/** The most jobs one claim brought back (the storage is observed, not replaced). */
+		const widestClaim = async (prefetch: number | undefined): Promise<number> => {
+			let widest = 0
+			const observed = storage()
+			const claim = observed.claim.bind(observed)
+			observed.claim = async (params) => {
+				const jobs = await claim(params)
+				widest = Math.max(widest, jobs.length)
+				return jobs
+			}
+			const settleAndClaim = observed.settleAndClaim?.bind(observed)
+			if (settleAndClaim) {
+				observed.settleAndClaim = async (params) => {
+					const result = await settleAndClaim(params)
+					widest = Math.max(widest, result.claimed.length)
+					return result
+				}
+			}
+			const queue = createQueue({
+				jobs: { work: createJob({ name: 'work', input }, async () => {}) },
+				storage: observed,
+				logger: silentLogger,
+				worker: { concurrency: 2, pollInterval: '20ms', ...(prefetch === undefined ? {} : { prefetch }) },
+			})
+			await queue.jobs.work.startMany(Array.from({ length: 1500 }, (_, n) => ({ input: { n } })))
+			await queue.drain()
+			expect((await queue.getStats()).total.completed).toBeGreaterThanOrEqual(1500)
+			await queue.close()
+			return widest
+		}
+		expect(await widestClaim(0)).toBeLessThanOrEqual(2)
+		expect(await widestClaim(undefined)).toBeGreaterThan(2)
+	})
+
 	it('heartbeats jobs waiting in the buffer, so a short lease does not get them run twice', async () => {
 		const storage = await open()
 		const runs = new Map<number, number>()

@@ -152,7 +152,6 @@ export class PostgresStorage implements Storage {
 		push: true,
 		multiProcess: true,
 		transactionalEnqueue: true,
-		remote: true,
 	} as const
 	readonly schema: string
 	private pool: pg.Pool | null = null
