@@ -141,6 +141,12 @@ export class MemoryStorage implements Storage {
 	/** The last insertion sequence number given. */
 	seq = 0
 	/**
+	 * The last creation time given, as one number object that the rows made at that time share:
+	 * `params.now` read from a caller's object is a new 16-byte box per read. Null at first, so
+	 * V8 keeps the field tagged (a number-only field would be boxed anew on every read too).
+	 */
+	private at: number = null as unknown as number
+	/**
 	 * Completed jobs kept compactly (the file log's replay puts most finished jobs there): read as
 	 * rows made on demand, never changed but for late log lines and pruning. Their seqs interleave
 	 * with those of `rows`.
@@ -234,7 +240,17 @@ export class MemoryStorage implements Storage {
 
 	/** Inserts a job (claimed under `lease` when given). */
 	create(job: NewJob, now: number, lease: { owner: string; token: string; expiresAt: number } | null): Row {
-		const row = newRow(job.id, job.name, job.input, job.priority, job.runAt, job.maxAttempts, now, ++this.seq)
+		if (this.at !== now) this.at = now
+		const row = newRow(
+			job.id,
+			job.name,
+			job.input,
+			job.priority,
+			job.runAt,
+			job.maxAttempts,
+			this.at,
+			++this.seq,
+		)
 		row.setOptions(
 			job.dedupeKey,
 			job.dedupeKey === null ? null : job.dedupeScope,

@@ -31,6 +31,8 @@ class Options {
 }
 
 class Run {
+	/** The enqueue options, if any (a row with a run keeps them here). */
+	o: Options | null = null
 	updatedAt = 0
 	leaseOwner: string | null = null
 	leaseToken: string | null = null
@@ -44,8 +46,9 @@ class Run {
 }
 
 /** A Run, as an object literal: V8 pretenures literals that live long (a class instance is not). */
-function newRun(updatedAt: number): Run {
+function newRun(o: Options | null, updatedAt: number): Run {
 	return {
+		o,
 		updatedAt,
 		leaseOwner: null,
 		leaseToken: null,
@@ -111,8 +114,8 @@ export class Row {
 	queuedEpoch: number
 	/** The `runAt` it was queued under (its queue key: `runAt` may change while it waits). */
 	queuedAt: number
-	private o: Options | null = null
-	private r: Run | null = null
+	/** The side object: null, the enqueue options, or the run (which then holds the options). */
+	private x: Options | Run | null = null
 
 	/** A pending job as enqueued (`now` is its creation time). */
 	constructor(
@@ -175,7 +178,7 @@ export class Row {
 		backoff: JsonText | null,
 		concurrency: ConcurrencySpec | null,
 	): void {
-		this.o =
+		const o =
 			dedupeKey === null &&
 			dedupeScope === null &&
 			idempotencyKey === null &&
@@ -184,11 +187,30 @@ export class Row {
 			concurrency === null
 				? null
 				: new Options(dedupeKey, dedupeScope, idempotencyKey, parentId, backoff, concurrency)
+		const r = this.r
+		if (r !== null) r.o = o
+		else this.x = o
 	}
 
+	/** The run, made on first use. */
 	private run(): Run {
-		this.r ??= newRun(this.createdAt)
-		return this.r
+		const x = this.x
+		if (x !== null && !(x instanceof Options)) return x
+		const r = newRun(x, this.createdAt)
+		this.x = r
+		return r
+	}
+
+	/** The run, if made. */
+	private get r(): Run | null {
+		const x = this.x
+		return x === null || x instanceof Options ? null : x
+	}
+
+	/** The enqueue options, if any is set. */
+	private get o(): Options | null {
+		const x = this.x
+		return x === null ? null : x instanceof Options ? x : x.o
 	}
 
 	/** Appends attempt errors. */
@@ -210,15 +232,18 @@ export class Row {
 
 	/** The last change's time: `createdAt` until the job first changes. */
 	get updatedAt(): number {
-		return this.r === null ? this.createdAt : this.r.updatedAt
+		const r = this.r
+		return r === null ? this.createdAt : r.updatedAt
 	}
 	set updatedAt(v: number) {
-		if (this.r !== null) this.r.updatedAt = v
+		const r = this.r
+		if (r !== null) r.updatedAt = v
 		else if (v !== this.createdAt) this.run().updatedAt = v
 	}
 
 	get leaseOwner(): string | null {
-		return this.r === null ? null : this.r.leaseOwner
+		const r = this.r
+		return r === null ? null : r.leaseOwner
 	}
 	/** Setting null drops the whole lease (owner, token and expiry go together). */
 	set leaseOwner(v: string | null) {
@@ -231,65 +256,79 @@ export class Row {
 		}
 	}
 	get leaseToken(): string | null {
-		return this.r === null ? null : this.r.leaseToken
+		const r = this.r
+		return r === null ? null : r.leaseToken
 	}
 	set leaseToken(v: string | null) {
 		if (this.r !== null || v !== null) this.run().leaseToken = v
 	}
 	get leaseExpiresAt(): number {
-		return this.r === null ? 0 : this.r.leaseExpiresAt
+		const r = this.r
+		return r === null ? 0 : r.leaseExpiresAt
 	}
 	set leaseExpiresAt(v: number) {
 		if (this.r !== null || v !== 0) this.run().leaseExpiresAt = v
 	}
 
 	get dedupeKey(): string | null {
-		return this.o === null ? null : this.o.dedupeKey
+		const o = this.o
+		return o === null ? null : o.dedupeKey
 	}
 	get dedupeScope(): DedupeScope | null {
-		return this.o === null ? null : this.o.dedupeScope
+		const o = this.o
+		return o === null ? null : o.dedupeScope
 	}
 	get idempotencyKey(): string | null {
-		return this.o === null ? null : this.o.idempotencyKey
+		const o = this.o
+		return o === null ? null : o.idempotencyKey
 	}
 	get parentId(): string | null {
-		return this.o === null ? null : this.o.parentId
+		const o = this.o
+		return o === null ? null : o.parentId
 	}
 	get backoff(): JsonText | null {
-		return this.o === null ? null : this.o.backoff
+		const o = this.o
+		return o === null ? null : o.backoff
 	}
 	get concurrency(): ConcurrencySpec | null {
-		return this.o === null ? null : this.o.concurrency
+		const o = this.o
+		return o === null ? null : o.concurrency
 	}
 
 	get startedAt(): number | null {
-		return this.r === null ? null : this.r.startedAt
+		const r = this.r
+		return r === null ? null : r.startedAt
 	}
 	set startedAt(v: number | null) {
 		if (this.r !== null || v !== null) this.run().startedAt = v
 	}
 	get finishedAt(): number | null {
-		return this.r === null ? null : this.r.finishedAt
+		const r = this.r
+		return r === null ? null : r.finishedAt
 	}
 	set finishedAt(v: number | null) {
 		if (this.r !== null || v !== null) this.run().finishedAt = v
 	}
 	get output(): JsonText | null {
-		return this.r === null ? null : this.r.output
+		const r = this.r
+		return r === null ? null : r.output
 	}
 	set output(v: JsonText | null) {
 		if (this.r !== null || v !== null) this.run().output = v
 	}
 	/** The attempt errors, oldest first: read only (add with `addError`). */
 	get errors(): readonly AttemptError[] {
-		return this.r === null ? NONE : this.r.errors
+		const r = this.r
+		return r === null ? NONE : r.errors
 	}
 	/** The log lines kept: read only (add with `addLogs`). */
 	get logs(): readonly string[] {
-		return this.r === null ? NONE : this.r.logs
+		const r = this.r
+		return r === null ? NONE : r.logs
 	}
 	get steps(): Map<string, StepRow> | null {
-		return this.r === null ? null : this.r.steps
+		const r = this.r
+		return r === null ? null : r.steps
 	}
 	set steps(v: Map<string, StepRow> | null) {
 		if (this.r !== null || v !== null) this.run().steps = v
@@ -328,9 +367,7 @@ export function newRow(
 		pendingEpoch: 0,
 		queuedEpoch: -1,
 		queuedAt: 0,
-		l: null,
-		o: null,
-		r: null,
+		x: null,
 	} as unknown as Row
 }
 
@@ -383,7 +420,7 @@ function warm(): void {
 	row.attempt = n
 	row.maxAttempts = n
 	row.pendingEpoch = n
-	const run = newRun(n)
+	const run = newRun(null, n)
 	run.leaseExpiresAt = n
 	new QueueEntry(row)
 }
