@@ -27,12 +27,14 @@ class Options {
 		public parentId: string | null,
 		public backoff: JsonText | null,
 		public concurrency: ConcurrencySpec | null,
+		public priority: number,
 	) {}
 }
 
 class Run {
 	/** The enqueue options, if any (a row with a run keeps them here). */
 	o: Options | null = null
+	attempt = 0
 	updatedAt = 0
 	leaseOwner: string | null = null
 	leaseToken: string | null = null
@@ -49,6 +51,7 @@ class Run {
 function newRun(o: Options | null, updatedAt: number): Run {
 	return {
 		o,
+		attempt: 0,
 		updatedAt,
 		leaseOwner: null,
 		leaseToken: null,
@@ -99,19 +102,15 @@ export class Row {
 	name: string
 	input: JsonText
 	status: JobStatus
-	priority: number
 	runAt: number
-	attempt: number
 	maxAttempts: number
 	createdAt: number
 	seq: number
-	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
-	pendingEpoch: number
 	/**
-	 * While the row is its own entry in a claim queue (see `queueEntry`): the `pendingEpoch` it
-	 * was queued under; -1 when it is in no queue.
+	 * `pendingEpoch` times 4, plus 1 while the row is its own entry in a claim queue (see
+	 * `queueEntry`), plus 2 more while that entry was queued under the current `pendingEpoch`.
 	 */
-	queuedEpoch: number
+	private e: number
 	/** The `runAt` it was queued under (its queue key: `runAt` may change while it waits). */
 	queuedAt: number
 	/** The side object: null, the enqueue options, or the run (which then holds the options). */
@@ -132,16 +131,52 @@ export class Row {
 		this.name = name
 		this.input = input
 		this.status = 'pending'
-		this.priority = priority
 		// The same number object as `now` when equal: one box for the three times.
 		this.runAt = runAt === now ? now : runAt
-		this.attempt = 0
 		this.maxAttempts = maxAttempts
 		this.createdAt = now
 		this.seq = seq
-		this.pendingEpoch = 0
-		this.queuedEpoch = -1
+		this.e = 0
 		this.queuedAt = 0
+		if (priority !== 0) this.x = new Options(null, null, null, null, null, null, priority)
+	}
+
+	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
+	get pendingEpoch(): number {
+		return Math.floor(this.e / 4)
+	}
+	/** A new epoch: the row's own queue entry, if any, is stale from now on. */
+	set pendingEpoch(v: number) {
+		this.e = v * 4 + (this.e & 1)
+	}
+
+	/**
+	 * While the row is its own entry in a claim queue: the `pendingEpoch` it was queued under (-2
+	 * for an older one, which is all a reader needs to know); -1 when it is in no queue.
+	 */
+	get queuedEpoch(): number {
+		const f = this.e & 3
+		return f === 0 ? -1 : f === 3 ? this.pendingEpoch : -2
+	}
+	/** Set to -1 (out of its queue) or to `pendingEpoch` (queued under it). */
+	set queuedEpoch(v: number) {
+		const base = this.e - (this.e & 3)
+		this.e = v === -1 ? base : base + 3
+	}
+
+	/** The priority (0 unless set, kept with the enqueue options). */
+	get priority(): number {
+		const o = this.o
+		return o === null ? 0 : o.priority
+	}
+
+	/** The attempt number: 0 until the job is first claimed (kept with the run). */
+	get attempt(): number {
+		const r = this.r
+		return r === null ? 0 : r.attempt
+	}
+	set attempt(v: number) {
+		if (this.r !== null || v !== 0) this.run().attempt = v
 	}
 
 	/** The row, as its own queue entry. */
@@ -153,7 +188,7 @@ export class Row {
 	static from(f: RowInit): Row {
 		const row = newRow(f.id, f.name, f.input, f.priority, f.runAt, f.maxAttempts, f.createdAt, f.seq)
 		row.status = f.status
-		row.attempt = f.attempt
+		if (f.attempt !== 0) row.attempt = f.attempt
 		row.updatedAt = f.updatedAt
 		row.pendingEpoch = f.pendingEpoch
 		row.setOptions(f.dedupeKey, f.dedupeScope, f.idempotencyKey, f.parentId, f.backoff, f.concurrency)
@@ -178,15 +213,17 @@ export class Row {
 		backoff: JsonText | null,
 		concurrency: ConcurrencySpec | null,
 	): void {
+		const priority = this.priority
 		const o =
 			dedupeKey === null &&
 			dedupeScope === null &&
 			idempotencyKey === null &&
 			parentId === null &&
 			backoff === null &&
-			concurrency === null
+			concurrency === null &&
+			priority === 0
 				? null
-				: new Options(dedupeKey, dedupeScope, idempotencyKey, parentId, backoff, concurrency)
+				: new Options(dedupeKey, dedupeScope, idempotencyKey, parentId, backoff, concurrency, priority)
 		const r = this.r
 		if (r !== null) r.o = o
 		else this.x = o
@@ -358,16 +395,13 @@ export function newRow(
 		name,
 		input,
 		status: 'pending',
-		priority,
 		runAt: runAt === now ? now : runAt,
-		attempt: 0,
 		maxAttempts,
 		createdAt: now,
 		seq,
-		pendingEpoch: 0,
-		queuedEpoch: -1,
+		e: 0,
 		queuedAt: 0,
-		x: null,
+		x: priority === 0 ? null : new Options(null, null, null, null, null, null, priority),
 	} as unknown as Row
 }
 
@@ -419,7 +453,6 @@ function warm(): void {
 	const row = new Row('', '', '' as JsonText, n, n, n, n, n)
 	row.attempt = n
 	row.maxAttempts = n
-	row.pendingEpoch = n
 	const run = newRun(null, n)
 	run.leaseExpiresAt = n
 	new QueueEntry(row)
