@@ -19,6 +19,26 @@ import type { AttemptError, DedupeScope, JobStatus, StepRow } from './contract.j
 
 const NONE = Object.freeze([]) as unknown as never[]
 
+/** The statuses by their code in a row's `e` (pending is 0: a new row's `e` is 0). */
+const STATUS: readonly JobStatus[] = ['pending', 'active', 'waiting', 'completed', 'dead', 'cancelled']
+
+function statusCode(s: JobStatus): number {
+	switch (s) {
+		case 'pending':
+			return 0
+		case 'active':
+			return 1
+		case 'waiting':
+			return 2
+		case 'completed':
+			return 3
+		case 'dead':
+			return 4
+		default:
+			return 5
+	}
+}
+
 class Options {
 	constructor(
 		public dedupeKey: string | null,
@@ -101,14 +121,15 @@ export class Row {
 	id: string
 	name: string
 	input: JsonText
-	status: JobStatus
 	runAt: number
 	maxAttempts: number
 	createdAt: number
 	seq: number
 	/**
-	 * `pendingEpoch` times 4, plus 1 while the row is its own entry in a claim queue (see
-	 * `queueEntry`), plus 2 more while that entry was queued under the current `pendingEpoch`.
+	 * Three small numbers in one field (a Smi): `pendingEpoch` times 32, plus the status's code
+	 * times 4, plus 1 while the row is its own entry in a claim queue (see `queueEntry`), plus 2
+	 * more while that entry was queued under the current `pendingEpoch`. (`&` reads the low bits
+	 * right even past 2^31, where the field becomes a boxed number.)
 	 */
 	private e: number
 	/** The `runAt` it was queued under (its queue key: `runAt` may change while it waits). */
@@ -130,7 +151,6 @@ export class Row {
 		this.id = id
 		this.name = name
 		this.input = input
-		this.status = 'pending'
 		// The same number object as `now` when equal: one box for the three times.
 		this.runAt = runAt === now ? now : runAt
 		this.maxAttempts = maxAttempts
@@ -143,11 +163,20 @@ export class Row {
 
 	/** Bumped whenever the row enters pending, so stale heap entries can be told apart. */
 	get pendingEpoch(): number {
-		return Math.floor(this.e / 4)
+		return Math.floor(this.e / 32)
 	}
 	/** A new epoch: the row's own queue entry, if any, is stale from now on. */
 	set pendingEpoch(v: number) {
-		this.e = v * 4 + (this.e & 1)
+		this.e = v * 32 + (this.e & 29)
+	}
+
+	/** The job's state. */
+	get status(): JobStatus {
+		return STATUS[(this.e >> 2) & 7]!
+	}
+	set status(v: JobStatus) {
+		const e = this.e
+		this.e = e - (e & 28) + statusCode(v) * 4
 	}
 
 	/**
@@ -394,7 +423,6 @@ export function newRow(
 		id,
 		name,
 		input,
-		status: 'pending',
 		runAt: runAt === now ? now : runAt,
 		maxAttempts,
 		createdAt: now,
