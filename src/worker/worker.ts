@@ -250,7 +250,7 @@ export class Worker {
 				}
 				return
 			}
-			this.adapt(claimed.length === limit)
+			this.adapt(claimed.length, limit)
 			const now = this.deps.clock.now()
 			for (const job of claimed) this.accept(job, now)
 			this.lastClaimFull = claimed.length === limit
@@ -322,7 +322,7 @@ export class Worker {
 			void this.fetch()
 			return
 		}
-		this.adapt(claimed.length === request.limit)
+		this.adapt(claimed.length, request.limit)
 		const now = this.deps.clock.now()
 		for (const job of claimed) this.accept(job, now)
 		this.lastClaimFull = claimed.length === request.limit
@@ -352,12 +352,20 @@ export class Worker {
 
 	/**
 	 * `prefetch: 'auto'`: a claim came back. Grow the target if it and the claim before it were full
-	 * (a backlog) and the slots emptied while it was under way (jobs outrun claims).
+	 * (a backlog) and the slots emptied while it was under way (jobs outrun claims). Drop it to 0
+	 * when a claim found nothing and nothing is buffered (the backlog is gone): an idle worker then
+	 * claims with writes again (`takeClaim`), so a job enqueued into it starts after one commit.
 	 */
-	private adapt(full: boolean): void {
+	private adapt(count: number, limit: number): void {
+		const full = count === limit
 		const backlog = full && this.previousClaimFull
 		this.previousClaimFull = full
-		if (this.settings.prefetch !== 'auto' || !backlog || this.buffered.length > 0) return
+		if (this.settings.prefetch !== 'auto') return
+		if (count === 0 && this.buffered.length === 0) {
+			this.prefetchTarget = 0
+			return
+		}
+		if (!backlog || this.buffered.length > 0) return
 		const free = this.settings.concurrency - this.running
 		if (free * 2 < this.settings.concurrency) return
 		this.prefetchTarget = Math.min(

@@ -108,6 +108,34 @@ describe.each(storages)('prefetch on %s', (_name, open) => {
 		expect(await widestClaim(undefined)).toBeGreaterThan(2)
 	})
 
+	it("'auto' drops back to 0 once the backlog is gone, so an idle worker claims with the next enqueue again", async (ctx) => {
+		const storage = await open()
+		const observed = storage()
+		const enqueueAndClaim = observed.enqueueAndClaim?.bind(observed)
+		// Only a storage with the hand-off (SQLite) claims in an enqueue's own write.
+		if (!enqueueAndClaim) return ctx.skip()
+		let handedOff = 0
+		observed.enqueueAndClaim = async (params) => {
+			const result = await enqueueAndClaim(params)
+			handedOff += result.claimed.length
+			return result
+		}
+		const queue = createQueue({
+			jobs: { work: createJob({ name: 'work', input }, async () => {}) },
+			storage: observed,
+			logger: silentLogger,
+			worker: { concurrency: 2, pollInterval: '20ms' },
+		})
+		await queue.jobs.work.startMany(Array.from({ length: 1500 }, (_, n) => ({ input: { n } })))
+		await queue.drain()
+		// Let the worker poll and find nothing: the backlog is gone.
+		await new Promise((r) => setTimeout(r, 200))
+		handedOff = 0
+		for (let n = 0; n < 5; n++) await queue.jobs.work.run({ n })
+		await queue.close()
+		expect(handedOff).toBeGreaterThan(0)
+	})
+
 	it('heartbeats jobs waiting in the buffer, so a short lease does not get them run twice', async () => {
 		const storage = await open()
 		const runs = new Map<number, number>()
