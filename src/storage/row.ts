@@ -49,10 +49,13 @@ class Options {
 		public concurrency: ConcurrencySpec | null,
 		public priority: number,
 	) {}
+	/** Tells the options from a run (a field read: cheaper than `instanceof` on every access). */
+	readonly isRun = false
 }
 
 class Run {
 	/** The enqueue options, if any (a row with a run keeps them here). */
+	readonly isRun = true
 	o: Options | null = null
 	attempt = 0
 	updatedAt = 0
@@ -70,6 +73,7 @@ class Run {
 /** A Run, as an object literal: V8 pretenures literals that live long (a class instance is not). */
 function newRun(o: Options | null, updatedAt: number): Run {
 	return {
+		isRun: true,
 		o,
 		attempt: 0,
 		updatedAt,
@@ -261,7 +265,7 @@ export class Row {
 	/** The run, made on first use. */
 	private run(): Run {
 		const x = this.x
-		if (x !== null && !(x instanceof Options)) return x
+		if (x?.isRun) return x
 		const r = newRun(x, this.createdAt)
 		this.x = r
 		return r
@@ -270,13 +274,13 @@ export class Row {
 	/** The run, if made. */
 	private get r(): Run | null {
 		const x = this.x
-		return x === null || x instanceof Options ? null : x
+		return x === null || !x.isRun ? null : x
 	}
 
 	/** The enqueue options, if any is set. */
 	private get o(): Options | null {
 		const x = this.x
-		return x === null ? null : x instanceof Options ? x : x.o
+		return x === null ? null : x.isRun ? x.o : x
 	}
 
 	/** Appends attempt errors. */
