@@ -2,11 +2,13 @@
  * The row the memory storage (and the file log built on it) keeps per job, laid out to be small:
  * a million pending jobs must fit in a few hundred MB. Internal, not part of the public API.
  *
- * - Fields every job uses are plain fields. Those only some jobs use live in two side objects,
- *   made when first set and read through accessors (so code reads `row.leaseOwner` as before):
- *   the enqueue options (dedupe, idempotency, parent, backoff, concurrency: most jobs have none)
- *   and the run (lease, last change time, started/finished times, output, errors, logs, steps:
- *   jobs that ran or changed). A pending job that never changed is one object of 15 fields.
+ * - Fields every job uses are plain fields. Those only some jobs use live in side objects made
+ *   when first set and read through accessors (so code reads `row.leaseOwner` as before): the
+ *   enqueue options (priority, dedupe, idempotency, parent, backoff, concurrency: most jobs have
+ *   none) and the run (attempt, lease, last change time, started/finished times, output, errors,
+ *   logs, steps: jobs that ran or changed). The row points at one of them: the options, or the
+ *   run, which then holds the options. `status`, `pendingEpoch` and the queue flags share one
+ *   small integer. A pending job that never changed is one object of 10 fields (104 bytes).
  * - `errors` and `logs` start as one shared, frozen empty array: add to them with `addError` and
  *   `addLogs`, never by pushing (a push on the shared array throws).
  * - Times are kept in fields V8 treats as tagged, not as unboxed doubles (see `warm` below), so a
