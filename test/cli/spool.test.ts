@@ -29,11 +29,19 @@ function run(args: string[], env: Record<string, string>): ChildProcess & { outp
 	return child
 }
 
+/**
+ * The child's exit code once its output is read to the end: 'close', not 'exit', which can come
+ * first (seen in CI under load: `spool stats` exited 0 with none of its stdout read yet).
+ */
+function closed(child: ChildProcess): Promise<{ code: number | null }> {
+	return new Promise((resolve) => child.once('close', (code: number | null) => resolve({ code })))
+}
+
 async function spool(args: string[], env: Record<string, string> = {}) {
 	const child = run(args, env)
 	const stdout: string[] = []
 	child.stdout?.on('data', (d: Buffer) => stdout.push(d.toString()))
-	const { code } = await exited(child)
+	const { code } = await closed(child)
 	return { code, stdout: stdout.join(''), output: child.output.join('') }
 }
 
@@ -217,8 +225,9 @@ describe('long-running commands', () => {
 			} catch (err) {
 				throw new Error(`${(err as Error).message}; worker output:\n${worker.output.join('')}`)
 			}
+			const done = closed(worker)
 			worker.kill('SIGTERM')
-			const { code } = await exited(worker)
+			const { code } = await done
 			expect(code).toBe(0)
 			expect(worker.output.join('')).toContain('letting running jobs finish')
 			expect(await status(greetId)).toBe('completed')
