@@ -108,17 +108,33 @@ describe.each(storages)('prefetch on %s', (_name, open) => {
 		expect(await widestClaim(undefined)).toBeGreaterThan(2)
 	})
 
-	it("'auto' drops back to 0 once the backlog is gone, so an idle worker claims with the next enqueue again", async (ctx) => {
+	it("'auto' drops back to 0 once the backlog is gone: an idle worker claims no more than its free slots", async () => {
 		const storage = await open()
 		const observed = storage()
+		// The widest claim asked for after the backlog is gone, by a claim of its own or with a write.
+		let widestAsked = 0
+		let counting = false
+		const asked = (limit: number) => {
+			if (counting) widestAsked = Math.max(widestAsked, limit)
+		}
+		const claim = observed.claim.bind(observed)
+		observed.claim = async (params) => {
+			asked(params.limit)
+			return claim(params)
+		}
 		const enqueueAndClaim = observed.enqueueAndClaim?.bind(observed)
-		// Only a storage with the hand-off (SQLite) claims in an enqueue's own write.
-		if (!enqueueAndClaim) return ctx.skip()
-		let handedOff = 0
-		observed.enqueueAndClaim = async (params) => {
-			const result = await enqueueAndClaim(params)
-			handedOff += result.claimed.length
-			return result
+		if (enqueueAndClaim) {
+			observed.enqueueAndClaim = async (params) => {
+				asked(params.claim.limit)
+				return enqueueAndClaim(params)
+			}
+		}
+		const settleAndClaim = observed.settleAndClaim?.bind(observed)
+		if (settleAndClaim) {
+			observed.settleAndClaim = async (params) => {
+				asked(params.claim.limit)
+				return settleAndClaim(params)
+			}
 		}
 		const queue = createQueue({
 			jobs: { work: createJob({ name: 'work', input }, async () => {}) },
@@ -130,10 +146,12 @@ describe.each(storages)('prefetch on %s', (_name, open) => {
 		await queue.drain()
 		// Let the worker poll and find nothing: the backlog is gone.
 		await new Promise((r) => setTimeout(r, 200))
-		handedOff = 0
+		counting = true
 		for (let n = 0; n < 5; n++) await queue.jobs.work.run({ n })
+		await new Promise((r) => setTimeout(r, 100))
 		await queue.close()
-		expect(handedOff).toBeGreaterThan(0)
+		expect(widestAsked).toBeGreaterThan(0)
+		expect(widestAsked).toBeLessThanOrEqual(2)
 	})
 
 	it('heartbeats jobs waiting in the buffer, so a short lease does not get them run twice', async () => {
