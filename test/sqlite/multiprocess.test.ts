@@ -73,7 +73,9 @@ it('three processes on one SQLite file run every job exactly once', async () => 
 it('loses no job when worker processes are killed with SIGKILL at random moments', async () => {
 	const ids = await enqueueAll(2000)
 	for (let round = 0; round < 5; round++) {
-		const child = startChild(WORKER, [db, dir, '10', '500', '5'])
+		// 20 ms jobs at concurrency 10 (500 jobs/s at most): five kills of 50-350 ms each land mid-work
+		// (with 5 ms jobs a fast machine finished all 2,000 before the last kill and the check below failed).
+		const child = startChild(WORKER, [db, dir, '10', '500', '20'])
 		await printed(child, 'ready')
 		// Let it work for a random while, then kill it without warning.
 		await new Promise((r) => setTimeout(r, 50 + Math.random() * 300))
